@@ -33,9 +33,10 @@ mkdir -p "$out"
 java $cache -cp "$cp" org.openjdk.jmh.Main 'KernelBench|CallBench' "${jmh[@]}" \
   -jvmArgsPrepend "$cache" -rf json -rff "$out/kernels.json" "$@"
 
-cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
-isa=$(java $cache -cp "$cp" org.pserver.cli.Main kernels 2>/dev/null | sed -n 's/^kernels: //p')
-jdk=$(java -version 2>&1 | head -1)
+# (sed -n '1p' rather than head: head closing the pipe early would trip pipefail)
+cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | sed -n '1p' || true)
+isa=$(java $cache -cp "$cp" org.pserver.cli.Main kernels 2>/dev/null | sed -n 's/^kernels: //p' || true)
+jdk=$(java -version 2>&1 | sed -n '1p' || true)
 header="Measured $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU} ($(nproc) cores), ${jdk}, kernels ${isa}, ${mode} mode (\`bench/kernels.sh$([ "$mode" = full ] && echo ' --full')\`)."
 java -cp "$cp" org.pserver.bench.KernelReport "$out/kernels.json" "$out" "$header"
 cat "$out/kernels.md"
