@@ -26,6 +26,8 @@ import org.slf4j.LoggerFactory;
  * the off-heap memory is released when the optimizer (and every view obtained from {@link
  * #weights()}) becomes unreachable and the garbage collector clears the buffers. A service that
  * drops many large parameters should budget {@code -XX:MaxDirectMemorySize} for that delay.
+ * Gradients that cannot be used in place are copied into a per-thread direct scratch buffer, kept
+ * for reuse up to 16 MiB per thread.
  *
  * <h2>One update</h2>
  *
@@ -36,6 +38,9 @@ import org.slf4j.LoggerFactory;
  * {@code clip_value > 0} clips each element to {@code [-clip_value, clip_value]} first. Neither clip
  * writes the gradient. Then one kernel call updates weights and state. Adam's rate is
  * bias-corrected in double with {@code t = n}: {@code lr * sqrt(1 - beta2^t) / (1 - beta1^t)}.
+ * Integer weights take the step computed in double, rounded half to even and saturated to the
+ * type's range ({@code native/include/pskernels.h}); so SGD with lr 1 adds integers exactly, and
+ * a step smaller than 0.5 leaves an integer weight where it is.
  *
  * <h2>Threads</h2>
  *
@@ -134,6 +139,7 @@ public final class ParameterOptimizer {
    * @param config a serialized {@code paddle.OptimizerConfig}; empty means SGD with a constant
    *     learning rate of 1.0. Copied. See {@link OptimizerConfigs} for what is rejected.
    * @param kernels the update kernels to run, normally {@code Kernels.get()}
+   * @return a new optimizer at step 0 with zeroed state
    * @throws OptimizerException for an invalid config, empty content, a content length that is not
    *     a multiple of {@code type.size()}, or a parameter too large for int-indexed buffers
    * @throws NullPointerException if an argument is null
@@ -367,6 +373,7 @@ public final class ParameterOptimizer {
    * @param in a blocking channel positioned at the start of the state; it is not closed
    * @param kernels the kernels the restored optimizer runs with (any implementation: both give the
    *     same bits)
+   * @return a new optimizer with the saved weights, state and step
    * @throws OptimizerException for an invalid config
    * @throws InvalidStateException if the state is truncated, has a bad magic or format version,
    *     fails its checksum, was saved for another optimizer, element type, policy or config, or
