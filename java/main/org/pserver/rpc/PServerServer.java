@@ -1,0 +1,114 @@
+package org.pserver.rpc;
+
+import io.grpc.Server;
+import io.grpc.ServerBuilder;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.pserver.proto.PServerGrpc;
+import org.pserver.service.Service;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A gRPC server around a {@link Service}: the {@code pserver.PServer} service, standard health
+ * checking (SERVING while the service accepts writes, NOT_SERVING when fenced or shutting down)
+ * and server reflection.
+ *
+ * <p>Shutdown order: health goes NOT_SERVING, the server stops taking calls and waits for those in
+ * flight, then {@link Service#shutdown()} takes the final checkpoint; see {@link #shutdown}.
+ */
+public final class PServerServer implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(PServerServer.class);
+  /** Sized for real models: a 100 MB parameter fits with room to spare. */
+  public static final int DEFAULT_MAX_MESSAGE_BYTES = 512 << 20;
+
+  private final Service service;
+  private final Server server;
+  private final HealthStatusManager health = new HealthStatusManager();
+  private final ScheduledExecutorService healthRefresh =
+      Executors.newSingleThreadScheduledExecutor(
+          r -> {
+            Thread t = new Thread(r, "pserver-health");
+            t.setDaemon(true);
+            return t;
+          });
+
+  private PServerServer(Service service, ServerBuilder<?> builder, int maxMessageBytes) {
+    this.service = service;
+    this.server =
+        builder
+            .maxInboundMessageSize(maxMessageBytes)
+            .addService(new PServerGrpcService(service))
+            .addService(health.getHealthService())
+            .addService(ProtoReflectionServiceV1.newInstance())
+            .build();
+  }
+
+  /** A server on {@code port} of every interface (0: any free port). */
+  public static PServerServer netty(Service service, int port, int maxMessageBytes) {
+    return new PServerServer(
+        service, NettyServerBuilder.forAddress(new InetSocketAddress(port)), maxMessageBytes);
+  }
+
+  /** A server on a caller-made builder (in-process transports in tests, TLS, interceptors). */
+  public static PServerServer on(Service service, ServerBuilder<?> builder, int maxMessageBytes) {
+    return new PServerServer(service, builder, maxMessageBytes);
+  }
+
+  public PServerServer start() throws IOException {
+    server.start();
+    refreshHealth();
+    healthRefresh.scheduleWithFixedDelay(this::refreshHealth, 200, 200, TimeUnit.MILLISECONDS);
+    return this;
+  }
+
+  /** The bound port (useful after asking for port 0). */
+  public int port() {
+    return server.getPort();
+  }
+
+  private void refreshHealth() {
+    ServingStatus s = service.status().serving() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+    health.setStatus("", s);
+    health.setStatus(PServerGrpc.SERVICE_NAME, s);
+  }
+
+  /**
+   * Graceful stop: NOT_SERVING, no new calls, in-flight calls finish (up to {@code grace}), then
+   * the service's final checkpoint. Returns once everything has stopped.
+   */
+  public void shutdown(Duration grace) {
+    healthRefresh.shutdownNow();
+    health.enterTerminalState();
+    server.shutdown();
+    try {
+      if (!server.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS)) {
+        LOG.warn("calls still running after {}: cancelling them", grace);
+        server.shutdownNow();
+        server.awaitTermination(5, TimeUnit.SECONDS);
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      server.shutdownNow();
+    }
+    service.shutdown();
+  }
+
+  /** Blocks until the server has terminated. */
+  public void awaitTermination() throws InterruptedException {
+    server.awaitTermination();
+  }
+
+  @Override
+  public void close() {
+    shutdown(Duration.ofSeconds(10));
+  }
+}

@@ -1,0 +1,511 @@
+package org.pserver.service;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Objects;
+import java.util.Set;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+import org.pserver.Seed;
+import org.pserver.checkpoint.Checkpoint;
+import org.pserver.checkpoint.CheckpointManager;
+import org.pserver.checkpoint.CheckpointMeta;
+import org.pserver.kernels.UpdateKernels;
+import org.pserver.optimizer.OptimizerException;
+import org.pserver.optimizer.ParameterOptimizer;
+import org.pserver.service.PServerException.Code;
+import org.pserver.store.AppliedPushes;
+import org.pserver.store.ParameterStore;
+import org.pserver.store.Slot;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The parameter store of one pserver and its operations, free of any transport: the seed's {@code
+ * Service}. The gRPC layer only adapts the wire to it; Java programs can embed it directly.
+ *
+ * <h2>Life cycle</h2>
+ *
+ * <ul>
+ *   <li>Before {@link #finishInitParams()}: {@link #initParam} stores parameters; {@link
+ *       #sendGrads} fails with "pserver not fully initialized"; {@link #getParam} waits.
+ *   <li>{@link #finishInitParams()} succeeds exactly once, even when calls race; later calls, and
+ *       {@link #initParam}, fail with "pserver already initialized". It starts the periodic
+ *       checkpoints.
+ *   <li>A service restored from a {@link Checkpoint} starts initialized and keeps checkpointing
+ *       (the seed stopped).
+ *   <li>{@link #close()} refuses new writes, waits for the ones in flight, takes a final checkpoint
+ *       and stops: every acknowledged update is in that checkpoint.
+ * </ul>
+ *
+ * <h2>Updates</h2>
+ *
+ * Gradients are applied as they arrive (asynchronous SGD). Updates to different parameters run in
+ * parallel; updates to one parameter never interleave, so none is lost. A call with many gradients
+ * checks all of them (names, types, lengths, NaN/Inf) before applying any: all or nothing. With a
+ * trainer id and sequence number a push is applied at most once; a repeat is acknowledged as a
+ * duplicate. Reads return consistent copies, never torn ones.
+ *
+ * <p>Every failure is a {@link PServerException} whose code says why; when one is thrown nothing
+ * changed. Thread-safe.
+ */
+public final class Service implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(Service.class);
+
+  /** Whether writes may be acknowledged right now (etcd fencing); null means yes. */
+  @FunctionalInterface
+  public interface WriteGate {
+    /** Null if this pserver may acknowledge writes, else the reason it may not. */
+    String refusal();
+
+    WriteGate OPEN = () -> null;
+  }
+
+  /** Settings of a service. */
+  public record Options(
+      int index,
+      UpdateKernels kernels,
+      Duration checkpointInterval,
+      boolean allowNonFinite,
+      Duration dedupTtl) {
+    public Options {
+      Objects.requireNonNull(kernels, "kernels");
+      Objects.requireNonNull(checkpointInterval, "checkpointInterval");
+      Objects.requireNonNull(dedupTtl, "dedupTtl");
+    }
+  }
+
+  private final Options options;
+  private final CheckpointManager checkpoints;
+  private final WriteGate gate;
+  private final ParameterStore store = new ParameterStore();
+  private final CountDownLatch initLatch = new CountDownLatch(1);
+  /** Init calls hold the read lock; finishing takes the write lock, so no init slips in after. */
+  private final ReentrantReadWriteLock initLock = new ReentrantReadWriteLock();
+  /** Writes hold the read lock; shutdown takes the write lock to wait for the ones in flight. */
+  private final ReentrantReadWriteLock drain = new ReentrantReadWriteLock();
+
+  private volatile boolean initialized;
+  private volatile boolean closing;
+  private volatile CheckpointMeta lastCheckpoint;
+  private ScheduledExecutorService scheduler;
+  private boolean stopped;
+
+  /**
+   * A service for pserver {@code options.index()}.
+   *
+   * @param checkpoints where checkpoints go; null disables checkpointing
+   * @param restored a checkpoint to start from (the service then starts initialized), or null
+   * @param gate consulted before every write is acknowledged ({@link WriteGate#OPEN} standalone)
+   */
+  public Service(Options options, CheckpointManager checkpoints, Checkpoint restored, WriteGate gate) {
+    this.options = options;
+    this.checkpoints = checkpoints;
+    this.gate = gate;
+    if (restored != null) {
+      for (Checkpoint.Entry e : restored.entries()) {
+        store.add(new Slot(e.name(), e.optimizer(), e.applied()));
+      }
+      lastCheckpoint = restored.meta();
+      initialized = true;
+      initLatch.countDown();
+      startCheckpointing();
+    }
+  }
+
+  public int index() {
+    return options.index();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Initialization
+
+  /**
+   * Stores a parameter and its optimizer.
+   *
+   * @throws PServerException FAILED_PRECONDITION "pserver already initialized"; ALREADY_EXISTS for
+   *     a name that exists (never overwritten); INVALID_ARGUMENT for a bad name, config or content
+   */
+  public void initParam(ParameterWithConfig pwc) {
+    Parameter p = pwc.param();
+    checkName(p.name());
+    initLock.readLock().lock();
+    try {
+      if (initialized) {
+        throw new PServerException(Code.FAILED_PRECONDITION, Seed.ALREADY_INITIALIZED);
+      }
+      if (store.get(p.name()) != null) {
+        throw exists(p.name());
+      }
+      ParameterOptimizer opt;
+      try {
+        opt = ParameterOptimizer.create(p.type(), p.content().duplicate(), pwc.config(), options.kernels());
+      } catch (OptimizerException e) {
+        throw new PServerException(Code.INVALID_ARGUMENT, "parameter " + p.name() + ": " + e.getMessage(), e);
+      }
+      if (!store.add(new Slot(p.name(), opt, new AppliedPushes()))) {
+        throw exists(p.name());
+      }
+      LOG.debug("initialized parameter {} ({} x {})", p.name(), opt.elements(), p.type());
+    } finally {
+      initLock.readLock().unlock();
+    }
+  }
+
+  /**
+   * Ends initialization. Exactly one call succeeds.
+   *
+   * @throws PServerException FAILED_PRECONDITION "pserver already initialized" for every later call
+   */
+  public void finishInitParams() {
+    initLock.writeLock().lock();
+    try {
+      if (initialized) {
+        throw new PServerException(Code.FAILED_PRECONDITION, Seed.ALREADY_INITIALIZED);
+      }
+      initialized = true;
+      initLatch.countDown();
+    } finally {
+      initLock.writeLock().unlock();
+    }
+    LOG.info("pserver {}: initialization finished with {} parameters ({} bytes)", index(), store.size(), store.contentBytes());
+    startCheckpointing();
+  }
+
+  public boolean isInitialized() {
+    return initialized;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Gradients
+
+  /** Applies one gradient; see {@link #sendGrads}. */
+  public boolean sendGrad(Gradient g, String trainerId, long seq, long low) {
+    return sendGrads(List.of(g), trainerId, seq, low);
+  }
+
+  /**
+   * Applies gradients, all or nothing.
+   *
+   * @param trainerId with {@code seq > 0}, makes the push idempotent; null or empty: no
+   *     deduplication
+   * @param seq the push's sequence number within the trainer (0: none)
+   * @param low the trainer's low watermark: all its pushes below it are acknowledged
+   * @return true if every gradient had been applied before under this (trainer, seq), so nothing
+   *     was applied now
+   * @throws PServerException FAILED_PRECONDITION "pserver not fully initialized"; UNAVAILABLE when
+   *     fenced or shutting down; NOT_FOUND "parameter: NAME does not exist"; INVALID_ARGUMENT for a
+   *     type or length mismatch (the seed's messages), NaN/Inf, an empty or repeated name
+   */
+  public boolean sendGrads(List<Gradient> grads, String trainerId, long seq, long low) {
+    if (!initialized) {
+      throw new PServerException(Code.FAILED_PRECONDITION, Seed.UNINITIALIZED);
+    }
+    if (grads.isEmpty()) {
+      throw new PServerException(Code.INVALID_ARGUMENT, "no gradient received");
+    }
+    boolean dedup = trainerId != null && !trainerId.isEmpty() && seq > 0;
+    if (!drain.readLock().tryLock()) {
+      throw shuttingDown();
+    }
+    try {
+      if (closing) {
+        throw shuttingDown();
+      }
+      refuseIfFenced();
+      int n = grads.size();
+      Slot[] slots = new Slot[n];
+      Set<String> names = new HashSet<>();
+      for (int i = 0; i < n; i++) {
+        Gradient g = grads.get(i);
+        Slot s = store.get(g.name());
+        if (s == null) {
+          throw new PServerException(Code.NOT_FOUND, Seed.parameterDoesNotExist(g.name()));
+        }
+        ParameterOptimizer opt = s.optimizer();
+        if (g.type() != opt.type()) {
+          throw new PServerException(Code.INVALID_ARGUMENT, Seed.typeMismatch(g.name(), opt.type(), g.type()));
+        }
+        if (g.content().remaining() != opt.byteLength()) {
+          throw new PServerException(
+              Code.INVALID_ARGUMENT, Seed.lengthMismatch(g.name(), opt.byteLength(), g.content().remaining()));
+        }
+        if (!names.add(g.name())) {
+          throw new PServerException(Code.INVALID_ARGUMENT, "gradient for " + g.name() + " appears twice in one request");
+        }
+        slots[i] = s;
+      }
+      ByteBuffer[] data = new ByteBuffer[n];
+      for (int i = 0; i < n; i++) {
+        data[i] = direct(grads.get(i).content());
+        if (!options.allowNonFinite()
+            && !options.kernels().allFinite(grads.get(i).type(), data[i], 0, slots[i].optimizer().elements())) {
+          throw new PServerException(
+              Code.INVALID_ARGUMENT,
+              "gradient " + grads.get(i).name() + " contains NaN or infinity; nothing was applied");
+        }
+      }
+      long now = System.currentTimeMillis();
+      int duplicates = 0;
+      for (int i = 0; i < n; i++) {
+        Slot s = slots[i];
+        s.lock().lock();
+        try {
+          if (dedup && s.applied().seen(trainerId, seq, low, now)) {
+            duplicates++;
+            continue;
+          }
+          s.optimizer().update(grads.get(i).type(), data[i]);
+          if (dedup) {
+            s.applied().record(trainerId, seq, now);
+          }
+        } finally {
+          s.lock().unlock();
+        }
+      }
+      // Applied, but do not acknowledge if ownership was lost meanwhile: the trainer retries, and
+      // the retry is deduplicated wherever this update survives.
+      refuseIfFenced();
+      return duplicates == n;
+    } finally {
+      drain.readLock().unlock();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reads
+
+  /**
+   * A consistent copy of a parameter, waiting (until {@code deadlineNanos}, a {@link
+   * System#nanoTime()} value; {@link Long#MAX_VALUE} = no deadline) for initialization to finish.
+   *
+   * @throws PServerException NOT_FOUND, or DEADLINE_EXCEEDED / CANCELLED while waiting
+   */
+  public Parameter getParam(String name, long deadlineNanos) {
+    return getParams(List.of(name), deadlineNanos).get(0);
+  }
+
+  /** Consistent copies of parameters in the order asked; every name is checked first. */
+  public List<Parameter> getParams(List<String> names, long deadlineNanos) {
+    if (names.isEmpty()) {
+      return List.of();
+    }
+    awaitInitialized(deadlineNanos);
+    List<Slot> slots = new ArrayList<>(names.size());
+    for (String name : names) {
+      Slot s = store.get(name);
+      if (s == null) {
+        throw new PServerException(Code.NOT_FOUND, Seed.parameterDoesNotExist(name));
+      }
+      slots.add(s);
+    }
+    List<Parameter> out = new ArrayList<>(slots.size());
+    for (Slot s : slots) {
+      byte[] copy;
+      s.lock().lock();
+      try {
+        copy = new byte[s.optimizer().byteLength()];
+        s.optimizer().copyWeightsTo(ByteBuffer.wrap(copy));
+      } finally {
+        s.lock().unlock();
+      }
+      out.add(new Parameter(s.name(), s.optimizer().type(), ByteBuffer.wrap(copy).order(ByteOrder.LITTLE_ENDIAN)));
+    }
+    return out;
+  }
+
+  private void awaitInitialized(long deadlineNanos) {
+    if (initialized) {
+      return;
+    }
+    try {
+      if (deadlineNanos == Long.MAX_VALUE) {
+        initLatch.await();
+      } else {
+        long wait = deadlineNanos - System.nanoTime();
+        if (wait <= 0 || !initLatch.await(wait, TimeUnit.NANOSECONDS)) {
+          throw new PServerException(Code.DEADLINE_EXCEEDED, "deadline passed waiting: " + Seed.UNINITIALIZED);
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new PServerException(Code.CANCELLED, "cancelled waiting: " + Seed.UNINITIALIZED);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Checkpoints and status
+
+  /**
+   * Takes a checkpoint now.
+   *
+   * @throws PServerException FAILED_PRECONDITION before initialization or without a checkpoint
+   *     directory; UNAVAILABLE if the metadata could not be published (e.g. fenced)
+   */
+  public CheckpointMeta checkpoint() {
+    if (!initialized) {
+      throw new PServerException(Code.FAILED_PRECONDITION, Seed.UNINITIALIZED);
+    }
+    if (checkpoints == null) {
+      throw new PServerException(Code.FAILED_PRECONDITION, "checkpointing is disabled (no checkpoint path)");
+    }
+    try {
+      CheckpointMeta m = checkpoints.take(store.sorted());
+      lastCheckpoint = m;
+      LOG.info("pserver {}: checkpoint {} ({} parameters) written to {}", index(), m.uuid(), store.size(), m.path());
+      return m;
+    } catch (IOException e) {
+      throw new PServerException(Code.UNAVAILABLE, "checkpoint failed: " + e.getMessage(), e);
+    }
+  }
+
+  /** A snapshot of this pserver's state. */
+  public record Status(
+      int index,
+      boolean initialized,
+      int parameterCount,
+      long parameterBytes,
+      String kernels,
+      CheckpointMeta lastCheckpoint,
+      boolean serving) {}
+
+  public Status status() {
+    boolean serving = !closing && gate.refusal() == null;
+    return new Status(
+        index(), initialized, store.size(), store.contentBytes(), options.kernels().name(), lastCheckpoint, serving);
+  }
+
+  /** Parameter names, sorted. */
+  public List<String> parameterNames() {
+    List<String> names = new ArrayList<>();
+    for (Slot s : store.sorted()) {
+      names.add(s.name());
+    }
+    return names;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Shutdown
+
+  /**
+   * Stops taking writes, waits for the writes in flight, takes a final checkpoint (when
+   * initialized and checkpointing), and stops the periodic checkpoints. Idempotent.
+   *
+   * @return the final checkpoint, or null if none was taken
+   */
+  public CheckpointMeta shutdown() {
+    closing = true;
+    drain.writeLock().lock(); // every write that got in before has finished
+    try {
+      synchronized (this) {
+        if (stopped) {
+          return null;
+        }
+        stopped = true;
+        if (scheduler != null) {
+          // No interrupt: a periodic checkpoint in progress finishes; the final one waits for it.
+          scheduler.shutdown();
+          scheduler = null;
+        }
+      }
+      if (initialized && checkpoints != null) {
+        try {
+          return checkpoint();
+        } catch (PServerException e) {
+          LOG.error("pserver {}: final checkpoint failed: {}", index(), e.getMessage());
+        }
+      }
+      return null;
+    } finally {
+      drain.writeLock().unlock();
+    }
+  }
+
+  @Override
+  public void close() {
+    shutdown();
+  }
+
+  private synchronized void startCheckpointing() {
+    if (checkpoints == null || stopped || scheduler != null) {
+      return;
+    }
+    long every = options.checkpointInterval().toMillis();
+    if (every <= 0) {
+      LOG.info("pserver {}: no periodic checkpoints (interval 0): on demand and at shutdown only", index());
+      return;
+    }
+    scheduler =
+        Executors.newSingleThreadScheduledExecutor(
+            r -> {
+              Thread t = new Thread(r, "pserver-" + index() + "-checkpoint");
+              t.setDaemon(true);
+              return t;
+            });
+    scheduler.scheduleWithFixedDelay(this::periodicCheckpoint, every, every, TimeUnit.MILLISECONDS);
+  }
+
+  private void periodicCheckpoint() {
+    try {
+      long now = System.currentTimeMillis();
+      for (Slot s : store.all()) {
+        s.lock().lock();
+        try {
+          s.applied().expire(now, options.dedupTtl().toMillis());
+        } finally {
+          s.lock().unlock();
+        }
+      }
+      checkpoint();
+    } catch (RuntimeException e) {
+      LOG.error("pserver {}: periodic checkpoint failed: {}", index(), e.getMessage());
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Helpers
+
+  private void refuseIfFenced() {
+    String why = gate.refusal();
+    if (why != null) {
+      throw new PServerException(Code.UNAVAILABLE, "pserver " + index() + " is not accepting writes: " + why);
+    }
+  }
+
+  private PServerException shuttingDown() {
+    return new PServerException(Code.UNAVAILABLE, "pserver " + index() + " is shutting down");
+  }
+
+  private static PServerException exists(String name) {
+    return new PServerException(Code.ALREADY_EXISTS, "parameter: " + name + " already exists");
+  }
+
+  private static void checkName(String name) {
+    if (name.isEmpty()) {
+      throw new PServerException(Code.INVALID_ARGUMENT, "parameter name is empty");
+    }
+    if (name.getBytes(StandardCharsets.UTF_8).length > 0xFFFF) {
+      throw new PServerException(Code.INVALID_ARGUMENT, "parameter name is longer than 65535 bytes");
+    }
+  }
+
+  /** The gradient as a direct native-order buffer: itself when it is one, else one copy. */
+  private static ByteBuffer direct(ByteBuffer content) {
+    ByteBuffer src = content.slice();
+    if (src.isDirect()) {
+      return src.order(ByteOrder.nativeOrder());
+    }
+    ByteBuffer d = ByteBuffer.allocateDirect(src.remaining()).order(ByteOrder.nativeOrder());
+    d.put(src).flip();
+    return d;
+  }
+}
