@@ -24,8 +24,10 @@ cache="-Dorg.bytedeco.javacpp.cachedir=$PWD/target/javacpp-cache"
 
 if [ "$mode" = full ]; then
   jmh=(-wi 3 -w 1s -i 5 -r 1s -f 2)
+  how='bench/kernels.sh --full'
 else
   jmh=(-wi 2 -w 300ms -i 3 -r 300ms -f 1)
+  how='bench/kernels.sh'
 fi
 
 out=bench/results
@@ -37,7 +39,7 @@ java $cache -cp "$cp" org.openjdk.jmh.Main 'KernelBench|CallBench' "${jmh[@]}" \
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | sed -n '1p' || true)
 isa=$(java $cache -cp "$cp" org.pserver.cli.Main kernels 2>/dev/null | sed -n 's/^kernels: //p' || true)
 jdk=$(java -version 2>&1 | sed -n '1p' || true)
-header="Measured $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU} ($(nproc) cores), ${jdk}, kernels ${isa}, ${mode} mode (\`bench/kernels.sh$([ "$mode" = full ] && echo ' --full')\`)."
+header="Measured $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU} ($(nproc) cores), ${jdk}, kernels ${isa}, ${mode} mode (\`${how}\`)."
 java -cp "$cp" org.pserver.bench.KernelReport "$out/kernels.json" "$out" "$header"
 cat "$out/kernels.md"
 echo "[bench] wrote $out/kernels.md and $out/kernels.svg" >&2

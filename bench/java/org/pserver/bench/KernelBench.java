@@ -16,6 +16,7 @@ import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 import org.pserver.ElementType;
 import org.pserver.kernels.Kernels;
+import org.pserver.kernels.OffHeap;
 import org.pserver.kernels.UpdateKernels;
 
 /**
@@ -122,7 +123,8 @@ public class KernelBench {
   }
 
   static ByteBuffer filled(ElementType t, int n, SplittableRandom rnd, double scale) {
-    ByteBuffer b = ByteBuffer.allocateDirect(n * t.size()).order(ByteOrder.nativeOrder());
+    ByteBuffer b = OffHeap.allocate(n * t.size()); // aligned, as the optimizer allocates
+
     for (int i = 0; i < n; i++) {
       double x = scale * (rnd.nextDouble() - 0.5);
       switch (t) {

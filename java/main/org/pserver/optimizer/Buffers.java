@@ -5,6 +5,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.WritableByteChannel;
+import org.pserver.kernels.OffHeap;
 
 /**
  * Off-heap allocation, byte order and channel helpers.
@@ -17,26 +18,11 @@ import java.nio.channels.WritableByteChannel;
 final class Buffers {
   static final boolean NATIVE_LITTLE_ENDIAN = ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN;
 
-  /** Alignment of every buffer we allocate: a cache line, the kernels' fastest case. */
-  static final int ALIGNMENT = 64;
-
-  /** The largest buffer {@link #allocate} can make (a ByteBuffer is indexed by int). */
-  static final int MAX_BYTES = Integer.MAX_VALUE - ALIGNMENT;
-
   private Buffers() {}
 
-  /**
-   * A zeroed direct buffer of exactly {@code bytes} bytes, 64-byte aligned, native order, position
-   * 0, limit = capacity. The memory is freed when the buffer is garbage collected.
-   */
+  /** A zeroed, 64-byte aligned, native-order direct buffer: {@link OffHeap#allocate}. */
   static ByteBuffer allocate(int bytes) {
-    if (bytes < 0 || bytes > MAX_BYTES) {
-      throw new IllegalArgumentException("cannot allocate " + bytes + " bytes");
-    }
-    ByteBuffer raw = ByteBuffer.allocateDirect(bytes + ALIGNMENT - 1);
-    int misalignment = raw.alignmentOffset(0, ALIGNMENT);
-    int start = misalignment == 0 ? 0 : ALIGNMENT - misalignment;
-    return raw.slice(start, bytes).order(ByteOrder.nativeOrder());
+    return OffHeap.allocate(bytes);
   }
 
   /**

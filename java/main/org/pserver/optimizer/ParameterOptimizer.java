@@ -8,6 +8,7 @@ import java.nio.channels.WritableByteChannel;
 import java.util.Objects;
 import java.util.zip.CRC32C;
 import org.pserver.ElementType;
+import org.pserver.kernels.OffHeap;
 import org.pserver.kernels.UpdateKernels;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -172,10 +173,10 @@ public final class ParameterOptimizer {
 
   private static void checkSize(ElementType type, int elements) {
     long perBuffer = (long) elements * Math.max(type.size(), type.stateSize());
-    if (perBuffer > Buffers.MAX_BYTES) {
+    if (perBuffer > OffHeap.MAX_BYTES) {
       throw new OptimizerException("parameter too large: " + elements + " elements of " + type
           + " need " + perBuffer + " bytes per weight or state buffer, at most "
-          + Buffers.MAX_BYTES + " are supported");
+          + OffHeap.MAX_BYTES + " are supported");
     }
   }
 

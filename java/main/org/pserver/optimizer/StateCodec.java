@@ -5,6 +5,7 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.zip.CRC32C;
 import org.pserver.ElementType;
+import org.pserver.kernels.OffHeap;
 import org.pserver.proto.paddle.OptimizerConfig.LrPolicy;
 import org.pserver.proto.paddle.OptimizerConfig.Optimizer;
 
@@ -141,9 +142,9 @@ final class StateCodec {
       throw invalid("element count " + Integer.toUnsignedLong(elements) + " must be > 0");
     }
     long bufferBytes = (long) elements * Math.max(type.size(), type.stateSize());
-    if (bufferBytes > Buffers.MAX_BYTES) {
+    if (bufferBytes > OffHeap.MAX_BYTES) {
       throw invalid("element count " + elements + " is too large: " + bufferBytes
-          + " bytes per buffer, at most " + Buffers.MAX_BYTES);
+          + " bytes per buffer, at most " + OffHeap.MAX_BYTES);
     }
     long declared = h.getLong(OFF_LENGTH);
     long needed = size(type, elements, buffers);

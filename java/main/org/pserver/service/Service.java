@@ -19,6 +19,7 @@ import org.pserver.Seed;
 import org.pserver.checkpoint.Checkpoint;
 import org.pserver.checkpoint.CheckpointManager;
 import org.pserver.checkpoint.CheckpointMeta;
+import org.pserver.kernels.OffHeap;
 import org.pserver.kernels.UpdateKernels;
 import org.pserver.optimizer.OptimizerException;
 import org.pserver.optimizer.ParameterOptimizer;
@@ -504,7 +505,7 @@ public final class Service implements AutoCloseable {
     if (src.isDirect()) {
       return src.order(ByteOrder.nativeOrder());
     }
-    ByteBuffer d = ByteBuffer.allocateDirect(src.remaining()).order(ByteOrder.nativeOrder());
+    ByteBuffer d = OffHeap.allocate(src.remaining());
     d.put(src).flip();
     return d;
   }
