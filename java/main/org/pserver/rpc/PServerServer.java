@@ -102,6 +102,21 @@ public final class PServerServer implements AutoCloseable {
     service.shutdown();
   }
 
+  /**
+   * Stops at once: calls in flight are cancelled and no final checkpoint is taken. This is what a
+   * crash looks like to clients; useful in tests and when the process must not linger (e.g. the
+   * pserver lost its index to another process).
+   */
+  public void abort() {
+    healthRefresh.shutdownNow();
+    server.shutdownNow();
+    try {
+      server.awaitTermination(5, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
   /** Blocks until the server has terminated. */
   public void awaitTermination() throws InterruptedException {
     server.awaitTermination();

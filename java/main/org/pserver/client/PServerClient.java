@@ -1,0 +1,681 @@
+package org.pserver.client;
+
+import com.google.protobuf.ByteString;
+import com.google.protobuf.UnsafeByteOperations;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.NettyChannelBuilder;
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Function;
+import org.pserver.ElementType;
+import org.pserver.Seed;
+import org.pserver.proto.FinishInitParamsRequest;
+import org.pserver.proto.GetParamsRequest;
+import org.pserver.proto.GetParamsResponse;
+import org.pserver.proto.PServerGrpc;
+import org.pserver.proto.SendGradsRequest;
+import org.pserver.proto.StatusRequest;
+import org.pserver.service.Gradient;
+import org.pserver.service.Parameter;
+import org.pserver.service.ParameterWithConfig;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A trainer's view of a pserver cluster as one reliable parameter store. The seed's {@code
+ * Client}, with what it lacked: deadlines, retries, exactly-once pushes and reconnection.
+ *
+ * <h2>Partitioning</h2>
+ *
+ * Parameter {@code name} lives on pserver {@link Partitioner#partition fnv1a32(utf8(name)) mod
+ * N}, as in the seed. Calls with many parameters are split per pserver and sent to all of them in
+ * parallel; results come back in the order asked.
+ *
+ * <h2>Failures</h2>
+ *
+ * Every call has a per-attempt deadline. UNAVAILABLE and DEADLINE_EXCEEDED are retried with
+ * exponential backoff (re-resolving the pserver's address each time, so a pserver that moved or
+ * restarted is followed) until the attempts or the retry budget run out; then a {@link
+ * PServerCallException} names the pserver. Other errors are not retried.
+ *
+ * <h2>Exactly once</h2>
+ *
+ * Each push to a pserver carries this client's trainer id, a sequence number and a low watermark
+ * (every smaller sequence number has been acknowledged). A retry reuses the sequence number; the
+ * pserver acknowledges a repeat without applying it, even across its own restart from a
+ * checkpoint (the record is saved with each parameter). So a retried {@link #sendGrads} never
+ * applies a gradient twice.
+ *
+ * <h2>A pserver that came back empty</h2>
+ *
+ * If a pserver restarts without a checkpoint it reports "pserver not fully initialized". With a
+ * {@linkplain Builder#reinitSource re-initialization source}, one trainer (chosen by the {@link
+ * InitSelector}) initializes that pserver's parameters again from the source, typically its latest
+ * copy, and everyone carries on; without one, calls wait and retry until someone does.
+ *
+ * <p>Thread-safe: one client per trainer process serves many threads.
+ */
+public final class PServerClient implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(PServerClient.class);
+  private static final AtomicInteger THREADS = new AtomicInteger();
+
+  private final PServerDirectory directory;
+  private final InitSelector selector;
+  private final String trainerId;
+  private final Duration callTimeout;
+  private final Duration retryBudget;
+  private final int maxAttempts;
+  private final Duration initialBackoff;
+  private final Duration maxBackoff;
+  private final Function<String, ParameterWithConfig> reinitSource;
+  private final Connection[] connections;
+  private final PushSequence[] sequences;
+  private final Object[] reinitLocks;
+  private final Set<String> knownNames = ConcurrentHashMap.newKeySet();
+  private final ExecutorService fanOut;
+
+  private PServerClient(Builder b) {
+    this.directory = b.directory;
+    this.selector = b.selector;
+    this.trainerId = b.trainerId;
+    this.callTimeout = b.callTimeout;
+    this.retryBudget = b.retryBudget;
+    this.maxAttempts = b.maxAttempts;
+    this.initialBackoff = b.initialBackoff;
+    this.maxBackoff = b.maxBackoff;
+    this.reinitSource = b.reinitSource;
+    int n = directory.size();
+    this.connections = new Connection[n];
+    this.sequences = new PushSequence[n];
+    this.reinitLocks = new Object[n];
+    for (int i = 0; i < n; i++) {
+      connections[i] = new Connection(i, directory, b.channelFactory);
+      sequences[i] = new PushSequence();
+      reinitLocks[i] = new Object();
+    }
+    directory.onChange(i -> {
+      if (i >= 0 && i < n) {
+        connections[i].refresh();
+      }
+    });
+    this.fanOut =
+        Executors.newCachedThreadPool(
+            r -> {
+              Thread t = new Thread(r, "pserver-client-" + THREADS.incrementAndGet());
+              t.setDaemon(true);
+              return t;
+            });
+  }
+
+  /** A builder for a client of the pservers in {@code directory}. */
+  public static Builder builder(PServerDirectory directory) {
+    return new Builder(directory);
+  }
+
+  /** This client's trainer id (random unless set): the identity its pushes are deduplicated by. */
+  public String trainerId() {
+    return trainerId;
+  }
+
+  public int pserverCount() {
+    return connections.length;
+  }
+
+  /** The pserver that holds {@code name}. */
+  public int partition(String name) {
+    return Partitioner.partition(name, connections.length);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Initialization
+
+  /**
+   * Whether this trainer must initialize the parameters: the selector's choice, except that when
+   * every pserver is already initialized (a trainer that joined late, or restarted) the answer is
+   * false and the selection is marked done.
+   */
+  public boolean beginInitParams() {
+    boolean selected;
+    try {
+      selected = selector.select();
+    } catch (Exception e) {
+      throw new IllegalStateException("selecting the initializing trainer failed: " + e.getMessage(), e);
+    }
+    if (selected && allInitialized()) {
+      LOG.info("every pserver is already initialized: trainer {} will not initialize", trainerId);
+      try {
+        selector.done();
+      } catch (Exception e) {
+        LOG.warn("marking initialization done failed: {}", e.toString());
+      }
+      return false;
+    }
+    return selected;
+  }
+
+  /** Stores one parameter and its optimizer config on its pserver. */
+  public void initParam(ParameterWithConfig pwc) {
+    initParams(List.of(pwc));
+  }
+
+  /** Stores parameters on their pservers, in parallel. */
+  public void initParams(List<ParameterWithConfig> params) {
+    Map<Integer, List<ParameterWithConfig>> byServer = new java.util.TreeMap<>();
+    for (ParameterWithConfig p : params) {
+      knownNames.add(p.param().name());
+      byServer.computeIfAbsent(partition(p.param().name()), k -> new ArrayList<>()).add(p);
+    }
+    List<Callable<Void>> tasks = new ArrayList<>();
+    byServer.forEach((index, list) -> tasks.add(() -> {
+      for (ParameterWithConfig p : list) {
+        initParamOn(index, p);
+      }
+      return null;
+    }));
+    all(tasks);
+  }
+
+  private void initParamOn(int index, ParameterWithConfig p) {
+    org.pserver.proto.ParameterWithConfig req = org.pserver.proto.ParameterWithConfig.newBuilder()
+        .setParam(toProto(p.param()))
+        .setConfig(ByteString.copyFrom(p.config()))
+        .build();
+    AtomicInteger attempt = new AtomicInteger();
+    call(index, "InitParam " + p.param().name(), stub -> {
+      try {
+        attempt.incrementAndGet();
+        return stub.initParam(req);
+      } catch (StatusRuntimeException e) {
+        // A retry after a lost reply finds the parameter already there: that was us.
+        if (attempt.get() > 1 && e.getStatus().getCode() == Status.Code.ALREADY_EXISTS) {
+          return null;
+        }
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * Finishes initialization on every pserver (in parallel; one that is already initialized counts
+   * as done), then tells the selector. The seed's client returned on the first error without
+   * telling the selector, leaving every other trainer waiting.
+   */
+  public void finishInitParams() {
+    List<Callable<Void>> tasks = new ArrayList<>();
+    for (int i = 0; i < connections.length; i++) {
+      int index = i;
+      tasks.add(() -> {
+        finishOn(index);
+        return null;
+      });
+    }
+    all(tasks);
+    try {
+      selector.done();
+    } catch (Exception e) {
+      throw new IllegalStateException("marking initialization done failed: " + e.getMessage(), e);
+    }
+  }
+
+  private void finishOn(int index) {
+    call(index, "FinishInitParams", stub -> {
+      try {
+        return stub.finishInitParams(FinishInitParamsRequest.getDefaultInstance());
+      } catch (StatusRuntimeException e) {
+        if (Seed.ALREADY_INITIALIZED.equals(e.getStatus().getDescription())) {
+          return null;
+        }
+        throw e;
+      }
+    });
+  }
+
+  private boolean allInitialized() {
+    for (int i = 0; i < connections.length; i++) {
+      if (!initialized(i)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private boolean initialized(int index) {
+    return call(index, "Status", stub -> stub.status(StatusRequest.getDefaultInstance())).getInitialized();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Gradients and parameters
+
+  /**
+   * Applies gradients on their pservers: one push per pserver, all in parallel, each exactly once.
+   * The gradients' buffers are sent without copying and must not change until this returns.
+   *
+   * @throws PServerCallException if a push failed for good (others may have been applied)
+   * @throws IllegalArgumentException if {@code grads} is empty
+   */
+  public void sendGrads(List<Gradient> grads) {
+    if (grads.isEmpty()) {
+      throw new IllegalArgumentException("no gradient received");
+    }
+    Map<Integer, List<Gradient>> byServer = new java.util.TreeMap<>();
+    for (Gradient g : grads) {
+      knownNames.add(g.name());
+      byServer.computeIfAbsent(partition(g.name()), k -> new ArrayList<>()).add(g);
+    }
+    List<Callable<Void>> tasks = new ArrayList<>();
+    byServer.forEach((index, list) -> tasks.add(() -> {
+      push(index, list);
+      return null;
+    }));
+    all(tasks);
+  }
+
+  private void push(int index, List<Gradient> grads) {
+    PushSequence seqs = sequences[index];
+    long seq = seqs.begin();
+    try {
+      SendGradsRequest.Builder b =
+          SendGradsRequest.newBuilder().setTrainerId(trainerId).setSeq(seq).setLowWatermark(seqs.low());
+      for (Gradient g : grads) {
+        b.addGrads(org.pserver.proto.Gradient.newBuilder()
+            .setName(g.name())
+            .setElementTypeValue(g.type().code())
+            .setContent(UnsafeByteOperations.unsafeWrap(g.content().slice())));
+      }
+      SendGradsRequest req = b.build();
+      call(index, "SendGrads", stub -> stub.sendGrads(req));
+    } finally {
+      seqs.end(seq);
+    }
+  }
+
+  /**
+   * Consistent copies of parameters, in the order asked, fetched from all pservers in parallel.
+   * The returned buffers are read-only views of the received messages (no copy). Asking for
+   * nothing returns nothing (the seed's client hung).
+   */
+  public List<Parameter> getParams(List<String> names) {
+    if (names.isEmpty()) {
+      return List.of();
+    }
+    Map<Integer, List<Integer>> byServer = new java.util.TreeMap<>();
+    for (int i = 0; i < names.size(); i++) {
+      knownNames.add(names.get(i));
+      byServer.computeIfAbsent(partition(names.get(i)), k -> new ArrayList<>()).add(i);
+    }
+    Parameter[] out = new Parameter[names.size()];
+    List<Callable<Void>> tasks = new ArrayList<>();
+    byServer.forEach((index, positions) -> tasks.add(() -> {
+      GetParamsRequest.Builder req = GetParamsRequest.newBuilder();
+      for (int pos : positions) {
+        req.addNames(names.get(pos));
+      }
+      GetParamsRequest r = req.build();
+      GetParamsResponse resp = call(index, "GetParams", stub -> stub.getParams(r));
+      if (resp.getParamsCount() != positions.size()) {
+        throw new IllegalStateException("pserver " + index + " returned " + resp.getParamsCount() + " parameters for " + positions.size() + " names");
+      }
+      for (int k = 0; k < positions.size(); k++) {
+        org.pserver.proto.Parameter p = resp.getParams(k);
+        out[positions.get(k)] = new Parameter(p.getName(), ElementType.fromCode(p.getElementTypeValue()), p.getContent().asReadOnlyByteBuffer());
+      }
+      return null;
+    }));
+    all(tasks);
+    return List.of(out);
+  }
+
+  /** One parameter; see {@link #getParams}. */
+  public Parameter getParam(String name) {
+    return getParams(List.of(name)).get(0);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Calls, retries and re-initialization
+
+  @FunctionalInterface
+  private interface Rpc<T> {
+    T call(PServerGrpc.PServerBlockingStub stub);
+  }
+
+  private <T> T call(int index, String operation, Rpc<T> rpc) {
+    long start = System.nanoTime();
+    long budgetEnd = start + retryBudget.toNanos();
+    Connection c = connections[index];
+    for (int attempt = 1; ; attempt++) {
+      try {
+        return rpc.call(c.stub().withDeadlineAfter(callTimeout.toMillis(), TimeUnit.MILLISECONDS));
+      } catch (StatusRuntimeException e) {
+        Status s = e.getStatus();
+        boolean uninitialized = isUninitialized(s);
+        boolean retryable = uninitialized
+            || s.getCode() == Status.Code.UNAVAILABLE
+            || s.getCode() == Status.Code.DEADLINE_EXCEEDED;
+        long now = System.nanoTime();
+        if (!retryable || attempt >= maxAttempts || now >= budgetEnd) {
+          throw new PServerCallException(index, c.address(), operation, attempt, (now - start) / 1_000_000, s, e);
+        }
+        if (uninitialized) {
+          reinitialize(index);
+        }
+        LOG.debug("pserver {}: {} attempt {} failed ({}); retrying", index, operation, attempt, s.getCode());
+        c.resetBackoff();
+        sleep(backoff(attempt), budgetEnd);
+      }
+    }
+  }
+
+  private static boolean isUninitialized(Status s) {
+    String d = s.getDescription();
+    return d != null
+        && d.contains(Seed.UNINITIALIZED)
+        && (s.getCode() == Status.Code.FAILED_PRECONDITION || s.getCode() == Status.Code.DEADLINE_EXCEEDED);
+  }
+
+  /** Re-initializes pserver {@code index} from the source if this trainer is the one to do it. */
+  private void reinitialize(int index) {
+    if (reinitSource == null) {
+      return;
+    }
+    synchronized (reinitLocks[index]) {
+      boolean mine;
+      try {
+        mine = selector.selectFor(() -> !initialized(index));
+      } catch (Exception e) {
+        LOG.warn("pserver {}: choosing who re-initializes it failed: {}", index, e.toString());
+        return;
+      }
+      if (!mine) {
+        return;
+      }
+      try {
+        int count = 0;
+        for (String name : knownNames) {
+          if (partition(name) == index) {
+            initParamOn(index, Objects.requireNonNull(reinitSource.apply(name), "reinit source returned null for " + name));
+            count++;
+          }
+        }
+        finishOn(index);
+        LOG.warn("pserver {} came back empty: trainer {} re-initialized its {} parameters", index, trainerId, count);
+      } finally {
+        selector.release();
+      }
+    }
+  }
+
+  private long backoff(int attempt) {
+    double ms = initialBackoff.toMillis() * Math.pow(2, Math.min(attempt - 1, 20));
+    ms = Math.min(ms, maxBackoff.toMillis());
+    return (long) (ms * (0.5 + 0.5 * java.util.concurrent.ThreadLocalRandom.current().nextDouble()));
+  }
+
+  private static void sleep(long millis, long budgetEndNanos) {
+    long left = (budgetEndNanos - System.nanoTime()) / 1_000_000;
+    try {
+      Thread.sleep(Math.max(0, Math.min(millis, left)));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while retrying", e);
+    }
+  }
+
+  /** Runs the tasks in parallel (the last one on the calling thread) and rethrows the first failure. */
+  private void all(List<Callable<Void>> tasks) {
+    if (tasks.size() == 1) {
+      try {
+        tasks.get(0).call();
+        return;
+      } catch (RuntimeException e) {
+        throw e;
+      } catch (Exception e) {
+        throw new IllegalStateException(e);
+      }
+    }
+    List<Future<Void>> futures = new ArrayList<>();
+    for (int i = 0; i < tasks.size() - 1; i++) {
+      futures.add(fanOut.submit(tasks.get(i)));
+    }
+    RuntimeException failure = null;
+    try {
+      tasks.get(tasks.size() - 1).call();
+    } catch (RuntimeException e) {
+      failure = e;
+    } catch (Exception e) {
+      failure = new IllegalStateException(e);
+    }
+    for (Future<Void> f : futures) {
+      try {
+        f.get();
+      } catch (ExecutionException e) {
+        if (failure == null) {
+          failure = e.getCause() instanceof RuntimeException r ? r : new IllegalStateException(e.getCause());
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        failure = new IllegalStateException("interrupted", e);
+      }
+    }
+    if (failure != null) {
+      throw failure;
+    }
+  }
+
+  private static org.pserver.proto.Parameter toProto(Parameter p) {
+    ByteBuffer c = p.content().slice();
+    return org.pserver.proto.Parameter.newBuilder()
+        .setName(p.name())
+        .setElementTypeValue(p.type().code())
+        .setContent(UnsafeByteOperations.unsafeWrap(c))
+        .build();
+  }
+
+  @Override
+  public void close() {
+    fanOut.shutdownNow();
+    for (Connection c : connections) {
+      c.close();
+    }
+    selector.close();
+    directory.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  /** Sequence numbers of pushes to one pserver and the ones still in flight. */
+  private static final class PushSequence {
+    private long next = 1;
+    private final java.util.TreeSet<Long> inFlight = new java.util.TreeSet<>();
+
+    synchronized long begin() {
+      long s = next++;
+      inFlight.add(s);
+      return s;
+    }
+
+    /** Every sequence number below this has been acknowledged (or given up). */
+    synchronized long low() {
+      return inFlight.isEmpty() ? next : inFlight.first();
+    }
+
+    synchronized void end(long s) {
+      inFlight.remove(s);
+    }
+  }
+
+  /** The channel to one pserver, rebuilt when its address changes. */
+  private static final class Connection {
+    private final int index;
+    private final PServerDirectory directory;
+    private final Function<String, ManagedChannel> factory;
+    private String address;
+    private ManagedChannel channel;
+    private PServerGrpc.PServerBlockingStub stub;
+
+    Connection(int index, PServerDirectory directory, Function<String, ManagedChannel> factory) {
+      this.index = index;
+      this.directory = directory;
+      this.factory = factory;
+    }
+
+    synchronized PServerGrpc.PServerBlockingStub stub() {
+      String now = directory.address(index);
+      if (now == null) {
+        throw Status.UNAVAILABLE.withDescription("address of pserver " + index + " is unknown").asRuntimeException();
+      }
+      if (!now.equals(address)) {
+        if (channel != null) {
+          channel.shutdown();
+        }
+        address = now;
+        channel = factory.apply(now);
+        stub = PServerGrpc.newBlockingStub(channel);
+      }
+      return stub;
+    }
+
+    synchronized String address() {
+      return address != null ? address : directory.address(index);
+    }
+
+    synchronized void refresh() {
+      String now = directory.address(index);
+      if (channel != null && !Objects.equals(now, address)) {
+        LOG.info("pserver {} moved: {} -> {}", index, address, now);
+      }
+    }
+
+    synchronized void resetBackoff() {
+      if (channel != null) {
+        channel.resetConnectBackoff();
+      }
+    }
+
+    synchronized void close() {
+      if (channel != null) {
+        channel.shutdownNow();
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  /** Settings of a {@link PServerClient}; every one has a sensible default. */
+  public static final class Builder {
+    private final PServerDirectory directory;
+    private InitSelector selector = InitSelector.fixed(false);
+    private String trainerId = UUID.randomUUID().toString();
+    private Duration callTimeout = Duration.ofSeconds(30);
+    private Duration retryBudget = Duration.ofSeconds(120);
+    private int maxAttempts = 100;
+    private Duration initialBackoff = Duration.ofMillis(50);
+    private Duration maxBackoff = Duration.ofSeconds(2);
+    private int maxMessageBytes = 512 << 20;
+    private Function<String, ManagedChannel> channelFactory;
+    private Function<String, ParameterWithConfig> reinitSource;
+
+    private Builder(PServerDirectory directory) {
+      this.directory = Objects.requireNonNull(directory, "directory");
+    }
+
+    /** Who initializes the parameters (default: not this trainer). */
+    public Builder selector(InitSelector s) {
+      this.selector = Objects.requireNonNull(s);
+      return this;
+    }
+
+    /** Overrides the random trainer id; two live clients must never share one. */
+    public Builder trainerId(String id) {
+      if (id == null || id.isEmpty()) {
+        throw new IllegalArgumentException("empty trainer id");
+      }
+      this.trainerId = id;
+      return this;
+    }
+
+    /** Deadline of each attempt (default 30 s). */
+    public Builder callTimeout(Duration d) {
+      this.callTimeout = positive(d, "callTimeout");
+      return this;
+    }
+
+    /** Longest time a call keeps retrying before it fails (default 120 s). */
+    public Builder retryBudget(Duration d) {
+      this.retryBudget = positive(d, "retryBudget");
+      return this;
+    }
+
+    /** Most attempts per call (default 100). */
+    public Builder maxAttempts(int n) {
+      if (n < 1) {
+        throw new IllegalArgumentException("maxAttempts must be >= 1");
+      }
+      this.maxAttempts = n;
+      return this;
+    }
+
+    /** Exponential backoff between attempts, with jitter (default 50 ms doubling to 2 s). */
+    public Builder backoff(Duration initial, Duration max) {
+      this.initialBackoff = positive(initial, "initial backoff");
+      this.maxBackoff = positive(max, "max backoff");
+      return this;
+    }
+
+    /** Largest message accepted (default 512 MiB, as the pserver's default). */
+    public Builder maxMessageBytes(int n) {
+      this.maxMessageBytes = n;
+      return this;
+    }
+
+    /** How to open a channel to an address (TLS, tokens, interceptors); default plaintext. */
+    public Builder channelFactory(Function<String, ManagedChannel> f) {
+      this.channelFactory = f;
+      return this;
+    }
+
+    /**
+     * How to re-initialize a parameter when its pserver comes back empty: given a name, its current
+     * value and config (typically this trainer's latest copy). Without it such a pserver is left
+     * for another trainer to re-initialize.
+     */
+    public Builder reinitSource(Function<String, ParameterWithConfig> source) {
+      this.reinitSource = source;
+      return this;
+    }
+
+    public PServerClient build() {
+      if (channelFactory == null) {
+        int max = maxMessageBytes;
+        channelFactory = address -> NettyChannelBuilder.forTarget(address)
+            .usePlaintext()
+            .maxInboundMessageSize(max)
+            .keepAliveTime(30, TimeUnit.SECONDS)
+            .build();
+      }
+      return new PServerClient(this);
+    }
+
+    private static Duration positive(Duration d, String what) {
+      if (d == null || d.isNegative() || d.isZero()) {
+        throw new IllegalArgumentException(what + " must be > 0");
+      }
+      return d;
+    }
+  }
+}

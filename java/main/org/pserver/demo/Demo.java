@@ -1,0 +1,228 @@
+package org.pserver.demo;
+
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.function.Function;
+import org.pserver.checkpoint.CheckpointManager;
+import org.pserver.client.InitSelector;
+import org.pserver.client.PServerClient;
+import org.pserver.client.PServerDirectory;
+import org.pserver.cluster.LocalKVStore;
+import org.pserver.kernels.Kernels;
+import org.pserver.proto.paddle.AdamConfig;
+import org.pserver.proto.paddle.ConstLrConfig;
+import org.pserver.proto.paddle.OptimizerConfig;
+import org.pserver.rpc.PServerServer;
+import org.pserver.service.Parameter;
+import org.pserver.service.Service;
+
+/**
+ * The end-to-end demo: pservers and asynchronous trainers learning the {@link TeacherTask} with an
+ * {@link Mlp} whose parameters live on the pservers. Used by {@code pserver demo} and by the
+ * fault-tolerance tests (which pass their own pserver addresses).
+ */
+public final class Demo {
+  /** Demo settings. */
+  public record Options(
+      int pservers,
+      int trainers,
+      Duration duration,
+      int batch,
+      long seed,
+      Path outDir,
+      List<String> pserverAddresses,
+      Function<PServerDirectory, PServerDirectory> directoryWrapper) {
+    /** The defaults of {@code pserver demo}. */
+    public static Options defaults(Path outDir) {
+      return new Options(2, 4, Duration.ofSeconds(40), 32, 7, outDir, List.of(), d -> d);
+    }
+
+    public Options withDuration(Duration d) {
+      return new Options(pservers, trainers, d, batch, seed, outDir, pserverAddresses, directoryWrapper);
+    }
+
+    public Options withPservers(List<String> addresses) {
+      return new Options(addresses.size(), trainers, duration, batch, seed, outDir, addresses, directoryWrapper);
+    }
+  }
+
+  /** What a run achieved. */
+  public record Result(
+      double accuracy, long updates, double seconds, double finalLoss, long bytes, long parameters, Path chart, String kernels, String timeSplit, List<String> failures) {
+    public double updatesPerSecond() {
+      return updates / seconds;
+    }
+  }
+
+  /** The model every trainer and the pservers agree on: 32 -> 1024 -> 896 -> 10, 961,162 parameters. */
+  public static Mlp model() {
+    return new Mlp(32, 1024, 896, 10);
+  }
+
+  public static TeacherTask task(long seed) {
+    return new TeacherTask(32, 8, 10, seed);
+  }
+
+  /** Adam, learning rate 1e-3: the config every parameter is initialized with. */
+  public static byte[] optimizerConfig() {
+    return OptimizerConfig.newBuilder()
+        .setOptimizer(OptimizerConfig.Optimizer.Adam)
+        .setAdam(AdamConfig.newBuilder().setBeta1(0.9).setBeta2(0.999).setEpsilon(1e-8))
+        .setLrPolicy(OptimizerConfig.LrPolicy.Const)
+        .setConstLr(ConstLrConfig.newBuilder().setLearningRate(1e-3))
+        .build()
+        .toByteArray();
+  }
+
+  private Demo() {}
+
+  /** Runs the demo, printing progress to {@code out}. */
+  public static Result run(Options o, PrintStream out) throws Exception {
+    Files.createDirectories(o.outDir());
+    List<PServerServer> servers = new ArrayList<>();
+    List<String> addresses = new ArrayList<>(o.pserverAddresses());
+    try {
+      if (addresses.isEmpty()) {
+        for (int i = 0; i < o.pservers(); i++) {
+          Path dir = o.outDir().resolve("pserver-" + i);
+          CheckpointManager cm = new CheckpointManager(dir, i, new LocalKVStore(dir), Kernels.get(), Duration.ofSeconds(3));
+          Service s = new Service(new Service.Options(i, Kernels.get(), Duration.ofSeconds(10), false, Duration.ofHours(1)), cm, null, Service.WriteGate.OPEN);
+          PServerServer server = PServerServer.netty(s, 0, PServerServer.DEFAULT_MAX_MESSAGE_BYTES).start();
+          servers.add(server);
+          addresses.add("127.0.0.1:" + server.port());
+        }
+      }
+      return train(o, addresses, out);
+    } finally {
+      for (PServerServer s : servers) {
+        s.shutdown(Duration.ofSeconds(10));
+      }
+    }
+  }
+
+  private static Result train(Options o, List<String> addresses, PrintStream out) throws Exception {
+    TeacherTask task = task(o.seed());
+    byte[] config = optimizerConfig();
+    DemoStats stats = new DemoStats(Math.max(1, o.trainers() * 5));
+    long deadline = System.nanoTime() + o.duration().toNanos();
+    List<DemoTrainer> trainers = new ArrayList<>();
+    List<PServerClient> clients = new ArrayList<>();
+    List<Thread> threads = new ArrayList<>();
+    long parameters = model().size();
+    out.printf(Locale.ROOT, "pserver demo: %d pservers %s, %d trainers, an MLP of %,d parameters in %d named tensors, kernels %s%n",
+        addresses.size(), addresses, o.trainers(), parameters, Mlp.NAMES.size(), Kernels.description());
+    try {
+      for (int t = 0; t < o.trainers(); t++) {
+        DemoTrainer[] self = new DemoTrainer[1];
+        PServerClient client = PServerClient.builder(o.directoryWrapper().apply(PServerDirectory.of(addresses)))
+            .selector(InitSelector.fixed(t == 0))
+            .reinitSource(name -> self[0].current(name))
+            .build();
+        clients.add(client);
+        self[0] = new DemoTrainer(t, client, task, model(), o.batch(), config, () -> System.nanoTime() > deadline, stats);
+        trainers.add(self[0]);
+      }
+      if (clients.get(0).beginInitParams()) {
+        trainers.get(0).initializeParameters(o.seed());
+      }
+      for (int t = 0; t < trainers.size(); t++) {
+        Thread th = new Thread(trainers.get(t), "trainer-" + t);
+        th.setDaemon(true);
+        threads.add(th);
+        th.start();
+      }
+      Progress progress = new Progress(out, o.duration());
+      while (threads.stream().anyMatch(Thread::isAlive)) {
+        progress.show(stats);
+        for (Thread th : threads) {
+          th.join(250);
+        }
+      }
+      progress.finish(stats);
+      double seconds = stats.seconds();
+      List<String> failures = stats.failures();
+      double accuracy = evaluate(clients.get(0), task, o.seed());
+      Path chart = o.outDir().resolve("loss.svg");
+      Files.writeString(chart, LossChart.svg(stats.curve(), accuracy));
+      return new Result(accuracy, stats.updates(), seconds, stats.lastLoss(), stats.bytes(), parameters, chart, Kernels.description(), stats.timeSplit(), failures);
+    } finally {
+      clients.forEach(PServerClient::close);
+    }
+  }
+
+  /** Accuracy of the pservers' current model against the teacher on 2,000 unseen inputs. */
+  public static double evaluate(PServerClient client, TeacherTask task, long seed) {
+    Mlp m = model();
+    List<Parameter> ps = client.getParams(Mlp.NAMES);
+    for (int k = 0; k < 6; k++) {
+      ps.get(k).content().duplicate().order(java.nio.ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(m.params[k]);
+    }
+    SplittableRandom r = new SplittableRandom(seed * 31 + 99_999);
+    float[] x = new float[task.in];
+    int right = 0, n = 2000;
+    for (int i = 0; i < n; i++) {
+      int y = task.sample(r, x);
+      if (m.predict(x) == y) {
+        right++;
+      }
+    }
+    return (double) right / n;
+  }
+
+  /** A progress bar: redrawn in place on a terminal, one line every few seconds otherwise. */
+  private static final class Progress {
+    private final PrintStream out;
+    private final Duration total;
+    private final boolean terminal = System.console() != null;
+    private long lastPrint;
+    private long lastUpdates;
+    private double lastSeconds;
+
+    Progress(PrintStream out, Duration total) {
+      this.out = out;
+      this.total = total;
+    }
+
+    void show(DemoStats s) {
+      long now = System.nanoTime();
+      if (!terminal && now - lastPrint < 5_000_000_000L) {
+        return;
+      }
+      lastPrint = now;
+      out.print(line(s) + (terminal ? "\r" : System.lineSeparator()));
+      out.flush();
+    }
+
+    void finish(DemoStats s) {
+      out.println(line(s));
+    }
+
+    private String line(DemoStats s) {
+      double secs = s.seconds();
+      double frac = Math.min(1, secs / (total.toMillis() / 1000.0));
+      int filled = (int) Math.round(frac * 30);
+      long u = s.updates();
+      double rate = secs > lastSeconds ? (u - lastUpdates) / (secs - lastSeconds) : 0;
+      lastUpdates = u;
+      lastSeconds = secs;
+      return String.format(Locale.ROOT, "[%s%s] %3.0f%%  %6d updates  loss %.3f  %5.1f updates/s",
+          "#".repeat(filled), ".".repeat(30 - filled), frac * 100, u, s.lastLoss(), rate);
+    }
+  }
+
+  /** A one-paragraph summary of a result. */
+  public static String summary(Result r) {
+    return String.format(Locale.ROOT,
+        "done in %.1f s: %,d updates (%.1f/s), %.2f GB of gradients and parameters moved (%.0f MB/s); trainer time: %s%n"
+            + "final loss %.3f; accuracy %.3f against the teacher's labels on 2,000 unseen inputs (chance 0.100)%n"
+            + "kernels %s; loss curve: %s",
+        r.seconds(), r.updates(), r.updatesPerSecond(), r.bytes() / 1e9, r.bytes() / 1e6 / r.seconds(), r.timeSplit(),
+        r.finalLoss(), r.accuracy(), r.kernels(), r.chart().toAbsolutePath());
+  }
+}
