@@ -1,5 +1,9 @@
 package org.pserver.cluster;
 
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -15,10 +19,12 @@ import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Base64;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
@@ -285,6 +291,36 @@ public final class EtcdServer implements AutoCloseable {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("interrupted running etcdctl", e);
     }
+  }
+
+  /** One key as etcd stores it (from {@code etcdctl get -w json}); {@code lease} 0 means none. */
+  public record Kv(String key, String value, long lease, long createRevision, long modRevision) {}
+
+  /**
+   * Every key under {@code prefix} with its value, lease and revisions, in key order, read with
+   * etcdctl (so it shows what etcd holds, independent of the code under test).
+   */
+  public Map<String, Kv> keys(String prefix) {
+    JsonObject o = JsonParser.parseString(etcdctl("get", "--prefix", prefix, "-w", "json")).getAsJsonObject();
+    Map<String, Kv> out = new TreeMap<>();
+    JsonArray kvs = o.has("kvs") ? o.getAsJsonArray("kvs") : new JsonArray();
+    for (JsonElement e : kvs) {
+      JsonObject kv = e.getAsJsonObject();
+      String key = b64(kv.get("key"));
+      out.put(
+          key,
+          new Kv(
+              key,
+              kv.has("value") ? b64(kv.get("value")) : "",
+              kv.has("lease") ? kv.get("lease").getAsLong() : 0,
+              kv.get("create_revision").getAsLong(),
+              kv.get("mod_revision").getAsLong()));
+    }
+    return out;
+  }
+
+  private static String b64(JsonElement e) {
+    return new String(Base64.getDecoder().decode(e.getAsString()), StandardCharsets.UTF_8);
   }
 
   /** The IDs (hex, as etcdctl prints them) of all leases that exist now. */
