@@ -953,6 +953,26 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     }
   }
 
+  /**
+   * Stops watching {@code /ps/<index>} without giving up ownership, as if the watch were late.
+   * Tests use it to show that fencing does not depend on the watch (etcd watches are not
+   * linearizable with other operations; the fenced transaction is).
+   */
+  void suspendKeyWatchForTest() {
+    synchronized (lock) {
+      Ownership o = own;
+      if (o != null) {
+        Watch.Watcher w = o.watcher;
+        o.watcher = null;
+        if (w != null) {
+          own = null; // so that the watcher's completion does not schedule a re-watch
+          w.close();
+          own = o;
+        }
+      }
+    }
+  }
+
   /** When the newest acknowledged keep-alive of the owned lease was sent ({@code nanoTime}). */
   long lastKeepAliveSentNanos() {
     Ownership o = own;
