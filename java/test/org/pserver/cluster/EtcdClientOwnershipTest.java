@@ -93,6 +93,7 @@ class EtcdClientOwnershipTest {
     Await.sleep(Duration.ofMillis(TTL * 1000 + 500)); // down for longer than the TTL
     etcd.start();
     Await.until(RECOVERY, c::isOwner, () -> "ownership regained; events " + events);
+    Await.until(SHORT, () -> events.events.size() == 2, events::toString);
     assertEquals(List.of("lost 0", "regained 0"), events.events);
     assertTrue(events.threads.stream().allMatch(t -> t.startsWith("pserver-etcd-events-")), events.threads.toString());
     assertEquals(0, c.index().getAsInt(), "same index");

@@ -180,7 +180,7 @@ class EtcdClientRegistrationTest {
     EtcdClient b = pserver(3);
     try (LogCapture log = new LogCapture(EtcdClient.class)) {
       CompletableFuture<Integer> f = registerAsync(b, 7301, 2);
-      Await.until(SHORT, () -> log.contains("INFO", "preferred index 2 is held by '127.0.0.1:7300'"), log::toString);
+      Await.until(SHORT, () -> log.contains("INFO", "preferred index 2 is held by '127.0.0.1:7300'"), () -> log.lines().toString());
       EtcdClient c = pserver(3);
       assertEquals(0, c.register(7302), "others are not blocked by the waiting one");
       assertFalse(f.isDone());
