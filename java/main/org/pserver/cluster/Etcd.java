@@ -154,6 +154,22 @@ final class Etcd {
     }
   }
 
+  /**
+   * {@link #awaitIo} for cleanup (revoking a lease, deleting a lock key) that must also run when
+   * the thread was interrupted: the interrupt flag is cleared for the call and restored after it.
+   */
+  static <T> T awaitCleanup(CompletableFuture<T> f, Duration timeout, String what, String endpoints)
+      throws IOException {
+    boolean interrupted = Thread.interrupted();
+    try {
+      return awaitIo(f, timeout, what, endpoints);
+    } finally {
+      if (interrupted) {
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+
   /** Turns a jetcd failure into an IOException whose message is enough on its own. */
   static IOException translate(Throwable t, String what, String endpoints, Duration timeout) {
     Throwable c = unwrap(t);

@@ -630,7 +630,7 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       return;
     }
     try {
-      Etcd.awaitIo(etcd.getLeaseClient().revoke(lease), dialTimeout, "revoke lease " + hex(lease), endpoints);
+      Etcd.awaitCleanup(etcd.getLeaseClient().revoke(lease), dialTimeout, "revoke lease " + hex(lease), endpoints);
       log.debug("revoked lease {} ({})", hex(lease), why);
     } catch (IOException e) {
       if (!Etcd.isLeaseNotFound(e)) {
