@@ -276,6 +276,7 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       return this;
     }
 
+    /** A client with these options; no I/O happens until the first call. */
     public EtcdClient build() {
       return new EtcdClient(this);
     }
@@ -937,6 +938,7 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     }
   }
 
+  /** Where the client stands now; OWNER only while {@link #isOwner()} also holds. */
   public State state() {
     synchronized (lock) {
       if (state == State.OWNER && !isOwner()) {
@@ -985,10 +987,12 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     return o == null ? 0 : o.keeper.validUntilNanos();
   }
 
+  /** Adds a listener for ownership events after {@code register} (see {@link OwnershipListener}). */
   public void addListener(OwnershipListener l) {
     listeners.add(Objects.requireNonNull(l));
   }
 
+  /** Removes a listener; events already queued for it may still arrive. */
   public void removeListener(OwnershipListener l) {
     listeners.remove(l);
   }

@@ -80,10 +80,12 @@ public final class EtcdLister implements AutoCloseable {
    * both non-null means the address changed.
    */
   public record Change(int index, String previous, String current) {
+    /** The index had no address before. */
     public boolean isAdded() {
       return previous == null;
     }
 
+    /** The index has no address any more. */
     public boolean isRemoved() {
       return current == null;
     }
@@ -91,6 +93,7 @@ public final class EtcdLister implements AutoCloseable {
 
   /** Hears changes of the pserver list. */
   public interface Listener {
+    /** Called on the lister's event thread, in the order the changes happened. */
     void serverChanged(Change change);
   }
 
@@ -153,10 +156,12 @@ public final class EtcdLister implements AutoCloseable {
     return this;
   }
 
+  /** Adds a listener; add it before {@link #start()} to see every change from the first list. */
   public void addListener(Listener l) {
     listeners.add(Objects.requireNonNull(l));
   }
 
+  /** Removes a listener; changes already queued for it may still arrive. */
   public void removeListener(Listener l) {
     listeners.remove(l);
   }

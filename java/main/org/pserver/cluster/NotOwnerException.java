@@ -13,6 +13,7 @@ import java.io.IOException;
 public class NotOwnerException extends IOException {
   private static final long serialVersionUID = 1L;
 
+  /** @param message what was refused and why */
   public NotOwnerException(String message) {
     super(message);
   }
