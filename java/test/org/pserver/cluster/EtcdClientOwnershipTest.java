@@ -182,7 +182,7 @@ class EtcdClientOwnershipTest {
     assertEquals("127.0.0.1:7901", kvs.get("/ps/0").value());
     assertFalse(kvs.containsKey("/ps/1"), "A did not silently take another index: " + kvs);
     assertEquals("b1", kvs.get("/checkpoints/0").value());
-    assertEquals(List.of(Long.toHexString(b.leaseId())), etcd.leases());
+    assertEquals(List.of(b.leaseId()), etcd.leaseIds());
   }
 
   @Test

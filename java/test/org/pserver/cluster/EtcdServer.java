@@ -323,7 +323,7 @@ public final class EtcdServer implements AutoCloseable {
     return new String(Base64.getDecoder().decode(e.getAsString()), StandardCharsets.UTF_8);
   }
 
-  /** The IDs (hex, as etcdctl prints them) of all leases that exist now. */
+  /** The IDs of all leases that exist now, in hex as etcdctl prints them (zero-padded). */
   public List<String> leases() {
     List<String> ids = new ArrayList<>();
     for (String line : etcdctl("lease", "list").split("\n")) {
@@ -331,6 +331,15 @@ public final class EtcdServer implements AutoCloseable {
       if (!line.isEmpty() && !line.startsWith("found")) {
         ids.add(line);
       }
+    }
+    return ids;
+  }
+
+  /** The IDs of all leases that exist now, as numbers (etcdctl zero-pads its hex). */
+  public List<Long> leaseIds() {
+    List<Long> ids = new ArrayList<>();
+    for (String h : leases()) {
+      ids.add(Long.parseUnsignedLong(h, 16));
     }
     return ids;
   }
