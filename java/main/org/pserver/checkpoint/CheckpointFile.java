@@ -12,6 +12,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.zip.CRC32;
+import java.util.zip.CRC32C;
 import org.pserver.ElementType;
 import org.pserver.kernels.UpdateKernels;
 import org.pserver.optimizer.ParameterOptimizer;
@@ -29,11 +30,14 @@ import org.pserver.store.Slot;
  *          u16 name length | name (UTF-8) | u8 element type | u32 config length | config
  *          | u64 state length | optimizer state ({@link ParameterOptimizer#writeState})
  *          | u32 applied-pushes length | applied pushes ({@link AppliedPushes#encode})
- * trailer  u32 magic "PSCE" | u32 parameter count | u32 CRC-32 of every byte before this field
+ * trailer  u32 magic "PSCE" | u32 parameter count | u32 CRC-32C of every byte before this field
  * </pre>
  *
- * All integers are little-endian. The metadata's {@code crc32} covers the whole file; the trailer's
- * own CRC lets an older file be verified without its metadata (for falling back to it).
+ * All integers are little-endian. The metadata's {@code crc32} (IEEE CRC-32, the seed's) covers the
+ * whole file; the trailer's own checksum lets an older file be verified without its metadata (for
+ * falling back to it). The trailer uses CRC-32C on purpose: a file ending in the little-endian IEEE
+ * CRC-32 of its own preceding bytes has the same whole-file IEEE CRC-32 whatever it contains (the
+ * CRC residue), which would make the metadata's checksum constant and useless.
  */
 final class CheckpointFile {
   static final int MAGIC = 0x4B435350; // "PSCK" read little-endian
@@ -92,7 +96,7 @@ final class CheckpointFile {
     }
     ByteBuffer t = le(8).putInt(TRAILER).putInt(slots.size());
     out.write(t.flip());
-    long inner = out.crc();
+    long inner = out.crc32c();
     out.write(le(4).putInt((int) inner).flip());
     out.close();
     return out.crc();
@@ -107,7 +111,10 @@ final class CheckpointFile {
     }
   }
 
-  /** CRCs of a file: of everything but the last four bytes, of all of it, and those four bytes. */
+  /**
+   * Checksums of a file: the CRC-32C of everything but the last four bytes, the IEEE CRC-32 of all
+   * of it, and those last four bytes (the stored CRC-32C).
+   */
   record Crcs(long inner, long whole, long stored, long size) {}
 
   static Crcs crcs(Path path) throws IOException {
@@ -118,6 +125,7 @@ final class CheckpointFile {
             CheckpointException.Kind.CORRUPT, "checkpoint file " + path + " is truncated (" + size + " bytes)");
       }
       CRC32 crc = new CRC32();
+      CRC32C body = new CRC32C();
       ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20);
       long left = size - 4;
       while (left > 0) {
@@ -127,9 +135,11 @@ final class CheckpointFile {
           throw new EOFException(path.toString());
         }
         left -= n;
-        crc.update(buf.flip());
+        buf.flip();
+        body.update(buf.duplicate());
+        crc.update(buf);
       }
-      long inner = crc.getValue();
+      long inner = body.getValue();
       ByteBuffer last = le(4);
       while (last.hasRemaining()) {
         if (ch.read(last) < 0) {

@@ -5,9 +5,11 @@ import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.channels.WritableByteChannel;
 import java.util.zip.CRC32;
+import java.util.zip.CRC32C;
 
 /**
- * A buffered channel onto a file that keeps the IEEE CRC-32 of everything written. Small writes
+ * A buffered channel onto a file that keeps the IEEE CRC-32 and the CRC-32C of everything written
+ * (two different polynomials: see {@link CheckpointFile} for why). Small writes
  * (headers) collect in one direct buffer; large ones (parameter and state buffers, written by the
  * optimizer straight from off-heap memory) go through without a copy.
  */
@@ -16,6 +18,7 @@ final class CrcOutput implements WritableByteChannel {
 
   private final FileChannel file;
   private final CRC32 crc = new CRC32();
+  private final CRC32C crc32c = new CRC32C();
   private final ByteBuffer buf = ByteBuffer.allocateDirect(BUFFER);
   private long written;
   private boolean open = true;
@@ -28,15 +31,15 @@ final class CrcOutput implements WritableByteChannel {
   public int write(ByteBuffer src) throws IOException {
     int n = src.remaining();
     if (n <= buf.remaining()) {
-      crc.update(src.duplicate());
+      checksum(src);
       buf.put(src);
     } else {
       flush();
       if (n < BUFFER) {
-        crc.update(src.duplicate());
+        checksum(src);
         buf.put(src);
       } else {
-        crc.update(src.duplicate());
+        checksum(src);
         while (src.hasRemaining()) {
           file.write(src);
         }
@@ -44,6 +47,11 @@ final class CrcOutput implements WritableByteChannel {
     }
     written += n;
     return n;
+  }
+
+  private void checksum(ByteBuffer src) {
+    crc.update(src.duplicate());
+    crc32c.update(src.duplicate());
   }
 
   /** Writes what is buffered to the file. */
@@ -55,9 +63,14 @@ final class CrcOutput implements WritableByteChannel {
     buf.clear();
   }
 
-  /** CRC-32 of every byte written so far. */
+  /** IEEE CRC-32 of every byte written so far. */
   long crc() {
     return crc.getValue();
+  }
+
+  /** CRC-32C of every byte written so far. */
+  long crc32c() {
+    return crc32c.getValue();
   }
 
   long written() {

@@ -4,13 +4,8 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
-import org.pserver.checkpoint.Checkpoint;
-import org.pserver.checkpoint.CheckpointManager;
-import org.pserver.cluster.LocalKVStore;
-import org.pserver.kernels.Kernels;
-import org.pserver.kernels.UpdateKernels;
-import org.pserver.rpc.PServerServer;
-import org.pserver.service.Service;
+import org.pserver.checkpoint.CheckpointException;
+import org.pserver.node.PServerNode;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
@@ -75,51 +70,44 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--shutdown-grace", defaultValue = "${env:PSERVER_SHUTDOWN_GRACE:-30s}", converter = GoDuration.class, description = "how long calls in flight may take to finish at shutdown (default ${DEFAULT-VALUE}).")
   Duration shutdownGrace;
 
+  @Option(names = "--advertise-host", defaultValue = "${env:PSERVER_ADVERTISE_HOST}", description = "host published in /ps/<index> (default: the first non-loopback IPv4 address, as the seed).")
+  String advertiseHost;
+
   @Override
   public Integer call() throws Exception {
     Logging.setLevel(logLevel);
     if (maxMessageBytes <= 0) {
       throw new ParameterException(spec.commandLine(), "--max-message-bytes must be > 0");
     }
-    if (etcdEndpoint != null && !etcdEndpoint.isBlank()) {
-      throw new ParameterException(spec.commandLine(), "--etcd-endpoint: etcd mode is not available in this build yet");
-    }
-    int idx = index == null ? 0 : index;
-    if (idx < 0) {
+    boolean standalone = etcdEndpoint == null || etcdEndpoint.isBlank();
+    int idx = index == null ? (standalone ? 0 : -1) : index;
+    if (standalone && idx < 0) {
       throw new ParameterException(spec.commandLine(), "--index must be >= 0 without --etcd-endpoint (got " + idx + ")");
     }
-    UpdateKernels kernels = Kernels.get();
-    LocalKVStore kv = new LocalKVStore(checkpointPath);
-    CheckpointManager checkpoints = new CheckpointManager(checkpointPath, idx, kv, kernels, Duration.ofSeconds(3));
-    Checkpoint restored;
+    if (!standalone && numPservers < 1) {
+      throw new ParameterException(spec.commandLine(), "--num-pservers must be >= 1");
+    }
+    PServerNode.Config config = new PServerNode.Config(port, idx, standalone ? null : etcdEndpoint, dialTimeout, etcdTtl,
+        numPservers, advertiseHost, checkpointPath, checkpointInterval, maxMessageBytes, allowNonFinite, dedupTtl);
+    PServerNode node;
     try {
-      restored = checkpoints.recover().orElse(null);
-    } catch (Exception e) {
+      node = PServerNode.start(config);
+    } catch (CheckpointException e) {
       LOG.error("pserver {}: refusing to start: {}", idx, e.getMessage());
       return 2;
     }
-    Service service =
-        new Service(
-            new Service.Options(idx, kernels, checkpointInterval, allowNonFinite, dedupTtl),
-            checkpoints, restored, Service.WriteGate.OPEN);
-    PServerServer server = PServerServer.netty(service, port, maxMessageBytes).start();
-    LOG.info(
-        "pserver {} listening on :{} (standalone), kernels {}, checkpoints in {} every {}, {}",
-        idx, server.port(), Kernels.description(), checkpoints.directory(), GoDuration.format(checkpointInterval),
-        restored == null
-            ? "no checkpoint recovered (fresh start)"
-            : "recovered checkpoint " + restored.meta().uuid() + " with " + restored.entries().size() + " parameters");
-    awaitSignalThenStop(server);
-    return 0;
-  }
-
-  /** Blocks until SIGTERM or SIGINT, then shuts down gracefully. */
-  private void awaitSignalThenStop(PServerServer server) throws InterruptedException {
+    LOG.info("{}; checkpoint interval {}", node.describe(), GoDuration.format(checkpointInterval));
     CountDownLatch stop = new CountDownLatch(1);
     Signals.onTermination(stop::countDown);
+    node.fatal().thenRun(stop::countDown);
     stop.await();
+    if (node.fatal().isDone()) {
+      LOG.error("pserver {} exits: {}", node.index(), node.fatal().join());
+      return 3;
+    }
     LOG.info("signal received: draining calls in flight, then a final checkpoint");
-    server.shutdown(shutdownGrace);
+    node.shutdown(shutdownGrace);
     LOG.info("stopped");
+    return 0;
   }
 }

@@ -8,19 +8,17 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
-import java.util.function.Function;
-import org.pserver.checkpoint.CheckpointManager;
+import org.pserver.client.EtcdDirectory;
+import org.pserver.client.EtcdSelector;
 import org.pserver.client.InitSelector;
 import org.pserver.client.PServerClient;
 import org.pserver.client.PServerDirectory;
-import org.pserver.cluster.LocalKVStore;
 import org.pserver.kernels.Kernels;
 import org.pserver.proto.paddle.AdamConfig;
 import org.pserver.proto.paddle.ConstLrConfig;
 import org.pserver.proto.paddle.OptimizerConfig;
-import org.pserver.rpc.PServerServer;
+import org.pserver.node.PServerNode;
 import org.pserver.service.Parameter;
-import org.pserver.service.Service;
 
 /**
  * The end-to-end demo: pservers and asynchronous trainers learning the {@link TeacherTask} with an
@@ -37,18 +35,23 @@ public final class Demo {
       long seed,
       Path outDir,
       List<String> pserverAddresses,
-      Function<PServerDirectory, PServerDirectory> directoryWrapper) {
+      String etcdEndpoints) {
     /** The defaults of {@code pserver demo}. */
     public static Options defaults(Path outDir) {
-      return new Options(2, 4, Duration.ofSeconds(40), 32, 7, outDir, List.of(), d -> d);
+      return new Options(2, 4, Duration.ofSeconds(40), 32, 7, outDir, List.of(), null);
     }
 
     public Options withDuration(Duration d) {
-      return new Options(pservers, trainers, d, batch, seed, outDir, pserverAddresses, directoryWrapper);
+      return new Options(pservers, trainers, d, batch, seed, outDir, pserverAddresses, etcdEndpoints);
     }
 
+    /** Trains against running pservers at these addresses instead of starting any. */
     public Options withPservers(List<String> addresses) {
-      return new Options(addresses.size(), trainers, duration, batch, seed, outDir, addresses, directoryWrapper);
+      return new Options(addresses.size(), trainers, duration, batch, seed, outDir, addresses, etcdEndpoints);
+    }
+
+    boolean etcd() {
+      return etcdEndpoints != null && !etcdEndpoints.isBlank();
     }
   }
 
@@ -59,6 +62,12 @@ public final class Demo {
       return updates / seconds;
     }
   }
+
+  /**
+   * The accuracy the demo must reach against the teacher (chance is 0.1): {@code pserver demo}
+   * fails below it, and the fault-tolerance tests hold training with injected faults to it.
+   */
+  public static final double ACCURACY_BAR = 0.6;
 
   /** The model every trainer and the pservers agree on: 32 -> 1024 -> 896 -> 10, 961,162 parameters. */
   public static Mlp model() {
@@ -82,28 +91,42 @@ public final class Demo {
 
   private Demo() {}
 
-  /** Runs the demo, printing progress to {@code out}. */
+  /**
+   * Runs the demo, printing progress to {@code out}: starts the pservers in this process
+   * (standalone, or registered in etcd), unless addresses of running ones are given.
+   */
   public static Result run(Options o, PrintStream out) throws Exception {
     Files.createDirectories(o.outDir());
-    List<PServerServer> servers = new ArrayList<>();
+    List<PServerNode> nodes = new ArrayList<>();
     List<String> addresses = new ArrayList<>(o.pserverAddresses());
     try {
       if (addresses.isEmpty()) {
         for (int i = 0; i < o.pservers(); i++) {
-          Path dir = o.outDir().resolve("pserver-" + i);
-          CheckpointManager cm = new CheckpointManager(dir, i, new LocalKVStore(dir), Kernels.get(), Duration.ofSeconds(3));
-          Service s = new Service(new Service.Options(i, Kernels.get(), Duration.ofSeconds(10), false, Duration.ofHours(1)), cm, null, Service.WriteGate.OPEN);
-          PServerServer server = PServerServer.netty(s, 0, PServerServer.DEFAULT_MAX_MESSAGE_BYTES).start();
-          servers.add(server);
-          addresses.add("127.0.0.1:" + server.port());
+          PServerNode.Config c = PServerNode.Config.standalone(o.etcd() ? -1 : i, o.outDir().resolve("pserver-" + i))
+              .withCheckpointInterval(Duration.ofSeconds(15));
+          if (o.etcd()) {
+            c = c.withEtcd(o.etcdEndpoints(), o.pservers(), 5).withAdvertiseHost("127.0.0.1");
+          }
+          PServerNode node = PServerNode.start(c);
+          nodes.add(node);
+          addresses.add("127.0.0.1:" + node.port());
         }
       }
       return train(o, addresses, out);
     } finally {
-      for (PServerServer s : servers) {
-        s.shutdown(Duration.ofSeconds(10));
+      for (PServerNode n : nodes) {
+        n.shutdown(Duration.ofSeconds(10));
       }
     }
+  }
+
+  private static PServerDirectory directory(Options o, List<String> addresses) throws Exception {
+    if (!o.etcd()) {
+      return PServerDirectory.of(addresses);
+    }
+    EtcdDirectory d = EtcdDirectory.connect(o.etcdEndpoints(), Duration.ofSeconds(5), Duration.ofSeconds(60));
+    d.awaitAll(Duration.ofSeconds(60));
+    return d;
   }
 
   private static Result train(Options o, List<String> addresses, PrintStream out) throws Exception {
@@ -115,13 +138,13 @@ public final class Demo {
     List<PServerClient> clients = new ArrayList<>();
     List<Thread> threads = new ArrayList<>();
     long parameters = model().size();
-    out.printf(Locale.ROOT, "pserver demo: %d pservers %s, %d trainers, an MLP of %,d parameters in %d named tensors, kernels %s%n",
-        addresses.size(), addresses, o.trainers(), parameters, Mlp.NAMES.size(), Kernels.description());
+    out.printf(Locale.ROOT, "pserver demo: %d pservers%s, %d trainers, an MLP of %,d parameters in %d named tensors, kernels %s%n",
+        o.pservers(), o.etcd() ? " through etcd " + o.etcdEndpoints() : "", o.trainers(), parameters, Mlp.NAMES.size(), Kernels.description());
     try {
       for (int t = 0; t < o.trainers(); t++) {
         DemoTrainer[] self = new DemoTrainer[1];
-        PServerClient client = PServerClient.builder(o.directoryWrapper().apply(PServerDirectory.of(addresses)))
-            .selector(InitSelector.fixed(t == 0))
+        PServerClient client = PServerClient.builder(directory(o, addresses))
+            .selector(o.etcd() ? new EtcdSelector(o.etcdEndpoints(), Duration.ofSeconds(5)) : InitSelector.fixed(t == 0))
             .reinitSource(name -> self[0].current(name))
             .build();
         clients.add(client);
@@ -220,9 +243,9 @@ public final class Demo {
   public static String summary(Result r) {
     return String.format(Locale.ROOT,
         "done in %.1f s: %,d updates (%.1f/s), %.2f GB of gradients and parameters moved (%.0f MB/s); trainer time: %s%n"
-            + "final loss %.3f; accuracy %.3f against the teacher's labels on 2,000 unseen inputs (chance 0.100)%n"
+            + "final loss %.3f; accuracy %.3f against the teacher's labels on 2,000 unseen inputs (chance 0.100, bar %.2f: %s)%n"
             + "kernels %s; loss curve: %s",
         r.seconds(), r.updates(), r.updatesPerSecond(), r.bytes() / 1e9, r.bytes() / 1e6 / r.seconds(), r.timeSplit(),
-        r.finalLoss(), r.accuracy(), r.kernels(), r.chart().toAbsolutePath());
+        r.finalLoss(), r.accuracy(), ACCURACY_BAR, r.accuracy() >= ACCURACY_BAR ? "met" : "NOT met", r.kernels(), r.chart().toAbsolutePath());
   }
 }

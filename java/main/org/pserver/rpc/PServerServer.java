@@ -52,10 +52,18 @@ public final class PServerServer implements AutoCloseable {
             .build();
   }
 
-  /** A server on {@code port} of every interface (0: any free port). */
+  /**
+   * A server on {@code port} of every interface (0: any free port). With the system property
+   * {@value DropReplies#PROPERTY} set (tests only) it drops that fraction of push replies.
+   */
   public static PServerServer netty(Service service, int port, int maxMessageBytes) {
-    return new PServerServer(
-        service, NettyServerBuilder.forAddress(new InetSocketAddress(port)), maxMessageBytes);
+    NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress(port));
+    double drop = Double.parseDouble(System.getProperty(DropReplies.PROPERTY, "0"));
+    if (drop > 0) {
+      LOG.warn("FAULT INJECTION: dropping {}% of SendGrads replies after applying them ({})", drop * 100, DropReplies.PROPERTY);
+      b.intercept(new DropReplies(PServerGrpc.getSendGradsMethod().getFullMethodName(), drop, System.nanoTime()));
+    }
+    return new PServerServer(service, b, maxMessageBytes);
   }
 
   /** A server on a caller-made builder (in-process transports in tests, TLS, interceptors). */

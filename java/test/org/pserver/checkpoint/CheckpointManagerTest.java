@@ -96,6 +96,9 @@ class CheckpointManagerTest {
     java.util.zip.CRC32 crc = new java.util.zip.CRC32();
     crc.update(Files.readAllBytes(Path.of(meta.path())));
     assertEquals(crc.getValue(), meta.crc32(), "crc32 is the IEEE CRC-32 of the whole file");
+    CheckpointMeta other = mgr.take(slots(26));
+    assertNotEquals(meta.crc32(), other.crc32(), "different contents, different checksums (no CRC residue)");
+    meta = mgr.take(slots); // the published one is again the state of `slots`
 
     Checkpoint cp = mgr.recover().orElseThrow();
     assertEquals(meta, cp.meta());
@@ -202,7 +205,7 @@ class CheckpointManagerTest {
     // Claim a huge state length for the first parameter, then fix both CRCs so only the layout is wrong.
     int at = CheckpointFile.HEADER_BYTES + 2 + "adam.w".length() + 1 + 4 + ADAM.length;
     ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN).putLong(at, 1L << 40);
-    java.util.zip.CRC32 inner = new java.util.zip.CRC32();
+    java.util.zip.CRC32C inner = new java.util.zip.CRC32C();
     inner.update(b, 0, b.length - 4);
     ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN).putInt(b.length - 4, (int) inner.getValue());
     Files.write(p, b);

@@ -35,7 +35,7 @@ import org.pserver.service.Parameter;
 import org.pserver.service.ParameterWithConfig;
 import org.pserver.service.Service;
 import org.pserver.testing.DaemonProcess;
-import org.pserver.testing.DropReplies;
+import org.pserver.rpc.DropReplies;
 
 /** The trainer client against real (in-JVM, Netty) pservers, with faults injected. */
 class PServerClientTest {

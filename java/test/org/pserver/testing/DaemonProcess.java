@@ -48,7 +48,12 @@ public final class DaemonProcess implements AutoCloseable {
    * "listening on" line; fails, quoting the log, if it exits first.
    */
   public static DaemonProcess serve(Path logDir, List<String> jvmFlags, String... args) throws IOException, InterruptedException {
-    DaemonProcess d = launch(logDir, jvmFlags, args);
+    return serveOn(freePort(), logDir, jvmFlags, args);
+  }
+
+  /** As {@link #serve}, on a given port (to restart a pserver where its trainers expect it). */
+  public static DaemonProcess serveOn(int port, Path logDir, List<String> jvmFlags, String... args) throws IOException, InterruptedException {
+    DaemonProcess d = launch(port, logDir, java.util.Map.of(), jvmFlags, args);
     if (!d.awaitLog("listening on", Duration.ofSeconds(60))) {
       throw new AssertionError("pserver exited with " + d.process.exitValue() + " before listening; log:\n" + d.log());
     }
@@ -62,7 +67,10 @@ public final class DaemonProcess implements AutoCloseable {
 
   /** As {@link #launch(Path, List, String...)}, with extra environment variables. */
   public static DaemonProcess launch(Path logDir, java.util.Map<String, String> env, List<String> jvmFlags, String... args) throws IOException {
-    int port = freePort();
+    return launch(freePort(), logDir, env, jvmFlags, args);
+  }
+
+  private static DaemonProcess launch(int port, Path logDir, java.util.Map<String, String> env, List<String> jvmFlags, String... args) throws IOException {
     List<String> cmd = new ArrayList<>();
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     cmd.add("-Xmx512m");

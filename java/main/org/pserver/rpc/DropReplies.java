@@ -1,4 +1,4 @@
-package org.pserver.testing;
+package org.pserver.rpc;
 
 import io.grpc.ForwardingServerCall;
 import io.grpc.Metadata;
@@ -10,11 +10,15 @@ import java.util.SplittableRandom;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * A fault-injecting server interceptor for tests: for a fraction of the calls to one method it lets
- * the server do all its work, then throws the reply away and fails the call with UNAVAILABLE, as a
- * lost network reply would look to the client.
+ * Fault injection, for tests only: for a fraction of the calls to one method the server does all
+ * its work, then the reply is thrown away and the call fails with UNAVAILABLE, as a reply lost in
+ * the network looks to the client. A daemon turns it on for pushes with the system property
+ * {@value #PROPERTY} (a rate such as {@code 0.05}); it is off otherwise.
  */
 public final class DropReplies implements ServerInterceptor {
+  /** The system property that makes {@link PServerServer#netty} drop push replies at that rate. */
+  public static final String PROPERTY = "pserver.fault.dropPushReplies";
+
   private final String method;
   private final double rate;
   private final SplittableRandom random;

@@ -1,0 +1,39 @@
+package org.pserver.client;
+
+import java.time.Duration;
+import java.util.function.BooleanSupplier;
+import org.pserver.cluster.EtcdInitSelector;
+
+/** {@link InitSelector} through etcd's {@code /init_ps/lock} and {@code /init_ps/done}. */
+public final class EtcdSelector implements InitSelector {
+  private final EtcdInitSelector selector;
+
+  public EtcdSelector(String endpoints, Duration dialTimeout) {
+    this.selector = new EtcdInitSelector(endpoints, dialTimeout);
+  }
+
+  @Override
+  public boolean select() throws Exception {
+    return selector.select();
+  }
+
+  @Override
+  public void done() throws Exception {
+    selector.done();
+  }
+
+  @Override
+  public boolean selectFor(BooleanSupplier stillNeeded) throws Exception {
+    return selector.selectFor(stillNeeded);
+  }
+
+  @Override
+  public void release() {
+    selector.release();
+  }
+
+  @Override
+  public void close() {
+    selector.close();
+  }
+}

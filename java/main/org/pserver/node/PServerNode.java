@@ -1,0 +1,268 @@
+package org.pserver.node;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import org.pserver.checkpoint.Checkpoint;
+import org.pserver.checkpoint.CheckpointManager;
+import org.pserver.cluster.EtcdClient;
+import org.pserver.cluster.KVStore;
+import org.pserver.cluster.LocalKVStore;
+import org.pserver.cluster.OwnershipListener;
+import org.pserver.kernels.Kernels;
+import org.pserver.kernels.UpdateKernels;
+import org.pserver.rpc.PServerServer;
+import org.pserver.service.Service;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One running pserver, assembled from its settings: the daemon behind {@code pserver serve}, and
+ * the in-process pservers of {@code pserver demo}.
+ *
+ * <ul>
+ *   <li><b>Standalone</b> (no etcd endpoints): index from the settings (default 0), checkpoint
+ *       metadata in a file next to the checkpoints, writes always allowed.
+ *   <li><b>etcd</b>: registers (claiming {@code /ps/<i>} on a lease; preferring the given index,
+ *       else the index this checkpoint directory last served, else the lowest free one), keeps its
+ *       checkpoint metadata in etcd with fenced puts, refuses writes while it cannot prove it owns
+ *       its index, and revokes its lease on shutdown. If another process takes its index over,
+ *       the node stops serving at once and {@link #fatal()} completes.
+ * </ul>
+ *
+ * Start-up order: (register) → recover the checkpoint of the index → serve. Shutdown: drain, final
+ * checkpoint, (revoke the lease).
+ */
+public final class PServerNode implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(PServerNode.class);
+  /** Remembers, in the checkpoint directory, which index this directory's checkpoints belong to. */
+  private static final String INDEX_FILE = "pserver-index";
+
+  /** A node's settings; the CLI flags map one to one. */
+  public record Config(
+      int port,
+      int index,
+      String etcdEndpoints,
+      Duration dialTimeout,
+      int etcdTtlSeconds,
+      int numPservers,
+      String advertiseHost,
+      Path checkpointPath,
+      Duration checkpointInterval,
+      int maxMessageBytes,
+      boolean allowNonFinite,
+      Duration dedupTtl) {
+    public Config {
+      Objects.requireNonNull(checkpointPath, "checkpointPath");
+      Objects.requireNonNull(checkpointInterval, "checkpointInterval");
+      Objects.requireNonNull(dialTimeout, "dialTimeout");
+      Objects.requireNonNull(dedupTtl, "dedupTtl");
+    }
+
+    public boolean standalone() {
+      return etcdEndpoints == null || etcdEndpoints.isBlank();
+    }
+
+    /** Standalone defaults for pserver {@code index} with checkpoints in {@code dir}. */
+    public static Config standalone(int index, Path dir) {
+      return new Config(0, index, null, Duration.ofSeconds(5), 5, 1, null, dir, Duration.ofMinutes(10),
+          PServerServer.DEFAULT_MAX_MESSAGE_BYTES, false, Duration.ofHours(1));
+    }
+
+    public Config withEtcd(String endpoints, int numPservers, int ttlSeconds) {
+      return new Config(port, index, endpoints, dialTimeout, ttlSeconds, numPservers, advertiseHost, checkpointPath,
+          checkpointInterval, maxMessageBytes, allowNonFinite, dedupTtl);
+    }
+
+    public Config withCheckpointInterval(Duration d) {
+      return new Config(port, index, etcdEndpoints, dialTimeout, etcdTtlSeconds, numPservers, advertiseHost, checkpointPath,
+          d, maxMessageBytes, allowNonFinite, dedupTtl);
+    }
+
+    public Config withAdvertiseHost(String host) {
+      return new Config(port, index, etcdEndpoints, dialTimeout, etcdTtlSeconds, numPservers, host, checkpointPath,
+          checkpointInterval, maxMessageBytes, allowNonFinite, dedupTtl);
+    }
+  }
+
+  private final Config config;
+  private final int index;
+  private final EtcdClient etcd;
+  private final Service service;
+  private final PServerServer server;
+  private final Checkpoint recovered;
+  private final CompletableFuture<String> fatal = new CompletableFuture<>();
+
+  private PServerNode(Config config, int index, EtcdClient etcd, Service service, PServerServer server, Checkpoint recovered) {
+    this.config = config;
+    this.index = index;
+    this.etcd = etcd;
+    this.service = service;
+    this.server = server;
+    this.recovered = recovered;
+  }
+
+  /**
+   * Starts a node: registers (etcd mode; this waits while every slot is taken), recovers the
+   * checkpoint of its index and starts serving.
+   *
+   * @throws org.pserver.checkpoint.CheckpointException when a checkpoint exists but none is usable:
+   *     the node must not start empty over it
+   */
+  public static PServerNode start(Config c) throws Exception {
+    UpdateKernels kernels = Kernels.get();
+    int port = c.port();
+    EtcdClient etcd = null;
+    int index;
+    KVStore kv;
+    Service.WriteGate gate;
+    if (c.standalone()) {
+      index = c.index() < 0 ? 0 : c.index();
+      kv = new LocalKVStore(c.checkpointPath());
+      gate = Service.WriteGate.OPEN;
+    } else {
+      if (port == 0) {
+        port = freePort(); // the address is published before the server starts
+      }
+      EtcdClient.Builder b = EtcdClient.builder(c.etcdEndpoints())
+          .desiredPservers(c.numPservers())
+          .dialTimeout(c.dialTimeout())
+          .ttlSeconds(c.etcdTtlSeconds());
+      if (c.advertiseHost() != null && !c.advertiseHost().isBlank()) {
+        b.advertiseHost(c.advertiseHost());
+      }
+      etcd = b.build();
+      int preferred = c.index() >= 0 ? c.index() : rememberedIndex(c.checkpointPath());
+      try {
+        index = etcd.register(port, preferred);
+      } catch (Exception e) {
+        etcd.close();
+        throw e;
+      }
+      remember(c.checkpointPath(), index);
+      kv = etcd;
+      EtcdClient client = etcd;
+      gate = () -> client.isOwner() ? null : "its etcd registration is lost (" + client.state() + ")";
+    }
+    try {
+      CheckpointManager checkpoints = new CheckpointManager(c.checkpointPath(), index, kv, kernels, Duration.ofSeconds(3));
+      Checkpoint restored = checkpoints.recover().orElse(null);
+      Service service = new Service(
+          new Service.Options(index, kernels, c.checkpointInterval(), c.allowNonFinite(), c.dedupTtl()), checkpoints, restored, gate);
+      PServerServer server = PServerServer.netty(service, port, c.maxMessageBytes()).start();
+      PServerNode node = new PServerNode(c, index, etcd, service, server, restored);
+      if (etcd != null) {
+        etcd.addListener(node.ownershipListener());
+      }
+      return node;
+    } catch (Exception e) {
+      if (etcd != null) {
+        etcd.close();
+      }
+      throw e;
+    }
+  }
+
+  private OwnershipListener ownershipListener() {
+    return new OwnershipListener() {
+      @Override
+      public void ownershipLost(int i, String reason) {
+        LOG.warn("pserver {}: etcd ownership lost ({}): refusing writes until it is regained", i, reason);
+      }
+
+      @Override
+      public void ownershipRegained(int i) {
+        LOG.info("pserver {}: etcd ownership regained: accepting writes again", i);
+      }
+
+      @Override
+      public void indexTakenOver(int i, String holder) {
+        String why = "pserver index " + i + " was taken over by " + holder + " while this process was cut off";
+        LOG.error("{}: stopping at once", why);
+        server.abort();
+        fatal.complete(why);
+      }
+    };
+  }
+
+  public int index() {
+    return index;
+  }
+
+  public int port() {
+    return server.port();
+  }
+
+  public Service service() {
+    return service;
+  }
+
+  /** The checkpoint this node started from, or null for a fresh start. */
+  public Checkpoint recovered() {
+    return recovered;
+  }
+
+  /** Completes, with the reason, if the node had to stop because its index was taken over. */
+  public CompletableFuture<String> fatal() {
+    return fatal;
+  }
+
+  /** The start-up line: address, index, mode, kernels, recovered checkpoint. */
+  public String describe() {
+    String mode = etcd == null ? "standalone" : "registered in etcd " + config.etcdEndpoints() + " as " + etcd.address();
+    String cp = recovered == null
+        ? "no checkpoint recovered (fresh start)"
+        : "recovered checkpoint " + recovered.meta().uuid() + " with " + recovered.entries().size() + " parameters";
+    return "pserver " + index + " listening on :" + port() + " (" + mode + "), kernels " + Kernels.description()
+        + ", checkpoints in " + config.checkpointPath().toAbsolutePath().normalize() + ", " + cp;
+  }
+
+  /** Graceful stop: drain, final checkpoint, then revoke the etcd lease. */
+  public void shutdown(Duration grace) {
+    server.shutdown(grace);
+    if (etcd != null) {
+      etcd.close();
+    }
+  }
+
+  /** Stops at once, like a crash, but revokes the lease (for tests). */
+  public void abort() {
+    server.abort();
+    if (etcd != null) {
+      etcd.close();
+    }
+  }
+
+  @Override
+  public void close() {
+    shutdown(Duration.ofSeconds(30));
+  }
+
+  private static int freePort() throws IOException {
+    try (ServerSocket s = new ServerSocket(0)) {
+      return s.getLocalPort();
+    }
+  }
+
+  private static int rememberedIndex(Path dir) {
+    try {
+      return Integer.parseInt(Files.readString(dir.resolve(INDEX_FILE), StandardCharsets.UTF_8).trim());
+    } catch (IOException | NumberFormatException e) {
+      return -1;
+    }
+  }
+
+  private static void remember(Path dir, int index) {
+    try {
+      Files.createDirectories(dir);
+      Files.writeString(dir.resolve(INDEX_FILE), Integer.toString(index), StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      LOG.warn("cannot record the index in {}: {}", dir, e.toString());
+    }
+  }
+}
