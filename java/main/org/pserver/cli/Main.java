@@ -1,5 +1,6 @@
 package org.pserver.cli;
 
+import org.slf4j.LoggerFactory;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -19,7 +20,19 @@ public final class Main implements Runnable {
 
   /** Runs the command line and returns its exit code (for tests and embedding). */
   public static int run(String... args) {
-    return new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true).execute(args);
+    return new CommandLine(new Main())
+        .setCaseInsensitiveEnumValuesAllowed(true)
+        .setExecutionExceptionHandler(Main::failed)
+        .execute(args);
+  }
+
+  /** A command that failed: one line naming the problem (the stack trace at debug level). */
+  private static int failed(Exception e, CommandLine cmd, CommandLine.ParseResult parsed) {
+    LoggerFactory.getLogger(Main.class).debug("command failed", e);
+    String msg = e.getMessage() == null ? e.toString() : e.getMessage();
+    cmd.getErr().println("pserver " + cmd.getCommandName() + ": " + msg);
+    cmd.getErr().flush();
+    return 1;
   }
 
   @Override

@@ -12,7 +12,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ConcurrentHashMap;
@@ -44,8 +43,11 @@ import org.slf4j.LoggerFactory;
  * <h2>Partitioning</h2>
  *
  * Parameter {@code name} lives on pserver {@link Partitioner#partition fnv1a32(utf8(name)) mod
- * N}, as in the seed. Calls with many parameters are split per pserver and sent to all of them in
- * parallel; results come back in the order asked.
+ * N}, as in the seed. A parameter larger than the {@linkplain Builder#blockBytes block size}
+ * (1 MiB) is split into blocks spread over consecutive pservers from there, so a big layer uses
+ * every pserver; blocks are invisible to callers (see {@code Blocks}). Calls with many parameters
+ * are split per pserver and sent to all of them in parallel; results come back in the order asked.
+ * Names may not contain {@code '#'}, which block names use.
  *
  * <h2>Failures</h2>
  *
@@ -87,7 +89,9 @@ public final class PServerClient implements AutoCloseable {
   private final Connection[] connections;
   private final PushSequence[] sequences;
   private final Object[] reinitLocks;
-  private final Set<String> knownNames = ConcurrentHashMap.newKeySet();
+  private final int blockBytes;
+  /** Layouts of the parameters this client has seen, by user-visible name. */
+  private final Map<String, Blocks.Layout> layouts = new ConcurrentHashMap<>();
   private final ExecutorService fanOut;
 
   private PServerClient(Builder b) {
@@ -100,6 +104,7 @@ public final class PServerClient implements AutoCloseable {
     this.initialBackoff = b.initialBackoff;
     this.maxBackoff = b.maxBackoff;
     this.reinitSource = b.reinitSource;
+    this.blockBytes = b.blockBytes;
     int n = directory.size();
     this.connections = new Connection[n];
     this.sequences = new PushSequence[n];
@@ -174,12 +179,28 @@ public final class PServerClient implements AutoCloseable {
     initParams(List.of(pwc));
   }
 
-  /** Stores parameters on their pservers, in parallel. */
+  /**
+   * Stores parameters on their pservers, in parallel; a parameter larger than the block size is
+   * stored as blocks spread over all pservers.
+   */
   public void initParams(List<ParameterWithConfig> params) {
     Map<Integer, List<ParameterWithConfig>> byServer = new java.util.TreeMap<>();
     for (ParameterWithConfig p : params) {
-      knownNames.add(p.param().name());
-      byServer.computeIfAbsent(partition(p.param().name()), k -> new ArrayList<>()).add(p);
+      Parameter whole = p.param();
+      Blocks.checkName(whole.name());
+      Blocks.Layout layout = Blocks.decide(whole.type(), whole.content().remaining(), blockBytes);
+      layouts.put(whole.name(), layout);
+      if (!layout.split()) {
+        byServer.computeIfAbsent(partition(whole.name()), k -> new ArrayList<>()).add(p);
+        continue;
+      }
+      for (Blocks.Piece piece : layout.pieces(whole.name(), connections.length)) {
+        Parameter part = new Parameter(piece.serverName(), whole.type(), piece.slice(whole.content(), whole.type().size()));
+        byServer.computeIfAbsent(piece.pserver(), k -> new ArrayList<>()).add(new ParameterWithConfig(part, p.config()));
+      }
+      if (layout.split()) {
+        byServer.computeIfAbsent(partition(whole.name()), k -> new ArrayList<>()).add(layoutRecord(whole.name(), layout));
+      }
     }
     List<Callable<Void>> tasks = new ArrayList<>();
     byServer.forEach((index, list) -> tasks.add(() -> {
@@ -189,6 +210,10 @@ public final class PServerClient implements AutoCloseable {
       return null;
     }));
     all(tasks);
+  }
+
+  private static ParameterWithConfig layoutRecord(String name, Blocks.Layout layout) {
+    return new ParameterWithConfig(new Parameter(Blocks.layoutName(name), ElementType.INT64, Blocks.encode(layout)), new byte[0]);
   }
 
   private void initParamOn(int index, ParameterWithConfig p) {
@@ -275,8 +300,21 @@ public final class PServerClient implements AutoCloseable {
     }
     Map<Integer, List<Gradient>> byServer = new java.util.TreeMap<>();
     for (Gradient g : grads) {
-      knownNames.add(g.name());
-      byServer.computeIfAbsent(partition(g.name()), k -> new ArrayList<>()).add(g);
+      Blocks.checkName(g.name());
+      Blocks.Layout layout = layouts.computeIfAbsent(g.name(), n -> Blocks.decide(g.type(), g.content().remaining(), blockBytes));
+      if (layout.split() && (g.type() != layout.type() || g.content().remaining() != layout.elements() * layout.type().size())) {
+        throw new IllegalArgumentException("gradient " + g.name() + " has " + g.content().remaining() + " bytes of " + g.type()
+            + ", its parameter " + layout.elements() + " elements of " + layout.type());
+      }
+      if (!layout.split()) {
+        // Whole: the pserver checks type and length and answers with the seed's messages.
+        byServer.computeIfAbsent(partition(g.name()), k -> new ArrayList<>()).add(g);
+        continue;
+      }
+      for (Blocks.Piece piece : layout.pieces(g.name(), connections.length)) {
+        byServer.computeIfAbsent(piece.pserver(), k -> new ArrayList<>())
+            .add(new Gradient(piece.serverName(), g.type(), piece.slice(g.content(), g.type().size())));
+      }
     }
     List<Callable<Void>> tasks = new ArrayList<>();
     byServer.forEach((index, list) -> tasks.add(() -> {
@@ -306,39 +344,118 @@ public final class PServerClient implements AutoCloseable {
   }
 
   /**
-   * Consistent copies of parameters, in the order asked, fetched from all pservers in parallel.
-   * The returned buffers are read-only views of the received messages (no copy). Asking for
-   * nothing returns nothing (the seed's client hung).
+   * Consistent copies of parameters, in the order asked, fetched from all pservers in parallel. A
+   * parameter stored whole comes back as a read-only view of the received message (no copy); one
+   * stored in blocks is assembled into one buffer (one copy). Each block is a consistent copy;
+   * blocks of one parameter may be from slightly different moments (as with any asynchronous
+   * SGD read of several parameters). Asking for nothing returns nothing (the seed's client hung).
    */
   public List<Parameter> getParams(List<String> names) {
     if (names.isEmpty()) {
       return List.of();
     }
-    Map<Integer, List<Integer>> byServer = new java.util.TreeMap<>();
-    for (int i = 0; i < names.size(); i++) {
-      knownNames.add(names.get(i));
-      byServer.computeIfAbsent(partition(names.get(i)), k -> new ArrayList<>()).add(i);
-    }
     Parameter[] out = new Parameter[names.size()];
+    resolveLayouts(names, out);
+    // Every piece still missing, grouped by pserver: (position in `names`, piece).
+    Map<Integer, List<Object[]>> byServer = new java.util.TreeMap<>();
+    for (int i = 0; i < names.size(); i++) {
+      if (out[i] != null) {
+        continue;
+      }
+      for (Blocks.Piece piece : layouts.get(names.get(i)).pieces(names.get(i), connections.length)) {
+        byServer.computeIfAbsent(piece.pserver(), k -> new ArrayList<>()).add(new Object[] {i, piece});
+      }
+    }
+    ByteBuffer[] assembled = new ByteBuffer[names.size()];
+    for (int i = 0; i < names.size(); i++) {
+      Blocks.Layout l = layouts.get(names.get(i));
+      if (out[i] == null && l.split()) {
+        assembled[i] = ByteBuffer.allocate(l.elements() * l.type().size()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+      }
+    }
     List<Callable<Void>> tasks = new ArrayList<>();
-    byServer.forEach((index, positions) -> tasks.add(() -> {
+    byServer.forEach((index, wanted) -> tasks.add(() -> {
       GetParamsRequest.Builder req = GetParamsRequest.newBuilder();
-      for (int pos : positions) {
-        req.addNames(names.get(pos));
+      for (Object[] w : wanted) {
+        req.addNames(((Blocks.Piece) w[1]).serverName());
       }
       GetParamsRequest r = req.build();
       GetParamsResponse resp = call(index, "GetParams", stub -> stub.getParams(r));
-      if (resp.getParamsCount() != positions.size()) {
-        throw new IllegalStateException("pserver " + index + " returned " + resp.getParamsCount() + " parameters for " + positions.size() + " names");
+      if (resp.getParamsCount() != wanted.size()) {
+        throw new IllegalStateException("pserver " + index + " returned " + resp.getParamsCount() + " parameters for " + wanted.size() + " names");
       }
-      for (int k = 0; k < positions.size(); k++) {
+      for (int k = 0; k < wanted.size(); k++) {
+        int pos = (Integer) wanted.get(k)[0];
+        Blocks.Piece piece = (Blocks.Piece) wanted.get(k)[1];
         org.pserver.proto.Parameter p = resp.getParams(k);
-        out[positions.get(k)] = new Parameter(p.getName(), ElementType.fromCode(p.getElementTypeValue()), p.getContent().asReadOnlyByteBuffer());
+        ElementType type = ElementType.fromCode(p.getElementTypeValue());
+        if (assembled[pos] == null) {
+          out[pos] = new Parameter(names.get(pos), type, p.getContent().asReadOnlyByteBuffer());
+        } else {
+          p.getContent().copyTo(assembled[pos].slice(piece.offset() * type.size(), piece.count() * type.size()));
+        }
       }
       return null;
     }));
     all(tasks);
+    for (int i = 0; i < names.size(); i++) {
+      if (assembled[i] != null) {
+        Blocks.Layout l = layouts.get(names.get(i));
+        out[i] = new Parameter(names.get(i), l.type(), assembled[i].asReadOnlyBuffer().order(java.nio.ByteOrder.LITTLE_ENDIAN));
+      }
+    }
     return List.of(out);
+  }
+
+  /**
+   * Learns the layout of names not seen before: asks the hash pserver for the parameter itself
+   * (the common, whole case: its content is kept as the answer) and, if it is not there, for its
+   * block layout record.
+   */
+  private void resolveLayouts(List<String> names, Parameter[] out) {
+    List<Callable<Void>> probes = new ArrayList<>();
+    java.util.Set<String> probing = new java.util.HashSet<>();
+    for (int i = 0; i < names.size(); i++) {
+      String name = names.get(i);
+      Blocks.checkName(name);
+      if (layouts.containsKey(name) || !probing.add(name)) {
+        continue;
+      }
+      probes.add(() -> {
+        int home = partition(name);
+        try {
+          org.pserver.proto.Parameter p = call(home, "GetParams", stub ->
+              stub.getParams(GetParamsRequest.newBuilder().addNames(name).build())).getParams(0);
+          ElementType type = ElementType.fromCode(p.getElementTypeValue());
+          layouts.putIfAbsent(name, new Blocks.Layout(type, p.getContent().size() / type.size(), p.getContent().size() / type.size()));
+          Parameter whole = new Parameter(name, type, p.getContent().asReadOnlyByteBuffer());
+          for (int k = 0; k < names.size(); k++) {
+            if (names.get(k).equals(name)) {
+              out[k] = whole;
+            }
+          }
+        } catch (PServerCallException e) {
+          if (e.status().getCode() != Status.Code.NOT_FOUND) {
+            throw e;
+          }
+          org.pserver.proto.Parameter rec = call(home, "GetParams", stub ->
+              stub.getParams(GetParamsRequest.newBuilder().addNames(Blocks.layoutName(name)).build())).getParams(0);
+          layouts.putIfAbsent(name, Blocks.decode(name, rec.getContent().asReadOnlyByteBuffer()));
+        }
+        return null;
+      });
+    }
+    if (!probes.isEmpty()) {
+      try {
+        all(probes);
+      } catch (PServerCallException e) {
+        if (e.status().getCode() == Status.Code.NOT_FOUND) {
+          throw new PServerCallException(e.index(), e.address(), "GetParams", 1, 0,
+              Status.NOT_FOUND.withDescription("parameter: " + names + " (or one of them) does not exist"), e);
+        }
+        throw e;
+      }
+    }
   }
 
   /** One parameter; see {@link #getParams}. */
@@ -406,10 +523,19 @@ public final class PServerClient implements AutoCloseable {
       }
       try {
         int count = 0;
-        for (String name : knownNames) {
-          if (partition(name) == index) {
-            initParamOn(index, Objects.requireNonNull(reinitSource.apply(name), "reinit source returned null for " + name));
-            count++;
+        for (Map.Entry<String, Blocks.Layout> e : layouts.entrySet()) {
+          String name = e.getKey();
+          ParameterWithConfig whole = Objects.requireNonNull(reinitSource.apply(name), "reinit source returned null for " + name);
+          for (Blocks.Piece piece : e.getValue().pieces(name, connections.length)) {
+            if (piece.pserver() == index) {
+              Parameter part = new Parameter(piece.serverName(), whole.param().type(),
+                  piece.slice(whole.param().content(), whole.param().type().size()));
+              initParamOn(index, new ParameterWithConfig(part, whole.config()));
+              count++;
+            }
+          }
+          if (e.getValue().split() && partition(name) == index) {
+            initParamOn(index, layoutRecord(name, e.getValue()));
           }
         }
         finishOn(index);
@@ -438,6 +564,9 @@ public final class PServerClient implements AutoCloseable {
 
   /** Runs the tasks in parallel (the last one on the calling thread) and rethrows the first failure. */
   private void all(List<Callable<Void>> tasks) {
+    if (tasks.isEmpty()) {
+      return;
+    }
     if (tasks.size() == 1) {
       try {
         tasks.get(0).call();
@@ -589,6 +718,7 @@ public final class PServerClient implements AutoCloseable {
     private int maxMessageBytes = 512 << 20;
     private Function<String, ManagedChannel> channelFactory;
     private Function<String, ParameterWithConfig> reinitSource;
+    private int blockBytes = 1 << 20;
 
     private Builder(PServerDirectory directory) {
       this.directory = Objects.requireNonNull(directory, "directory");
@@ -656,6 +786,18 @@ public final class PServerClient implements AutoCloseable {
      */
     public Builder reinitSource(Function<String, ParameterWithConfig> source) {
       this.reinitSource = source;
+      return this;
+    }
+
+    /**
+     * Parameters larger than this are stored as blocks spread over all pservers (default 1 MiB;
+     * 0: never split). Every trainer of a job must use the same value.
+     */
+    public Builder blockBytes(int bytes) {
+      if (bytes < 0) {
+        throw new IllegalArgumentException("blockBytes must be >= 0");
+      }
+      this.blockBytes = bytes;
       return this;
     }
 

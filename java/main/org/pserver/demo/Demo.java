@@ -93,7 +93,8 @@ public final class Demo {
 
   /**
    * Runs the demo, printing progress to {@code out}: starts the pservers in this process
-   * (standalone, or registered in etcd), unless addresses of running ones are given.
+   * (standalone, or registered in etcd; their checkpoint directories under {@code outDir} are
+   * emptied first, so every run starts fresh), unless addresses of running ones are given.
    */
   public static Result run(Options o, PrintStream out) throws Exception {
     Files.createDirectories(o.outDir());
@@ -102,6 +103,7 @@ public final class Demo {
     try {
       if (addresses.isEmpty()) {
         for (int i = 0; i < o.pservers(); i++) {
+          deleteTree(o.outDir().resolve("pserver-" + i)); // every demo run starts fresh
           PServerNode.Config c = PServerNode.Config.standalone(o.etcd() ? -1 : i, o.outDir().resolve("pserver-" + i))
               .withCheckpointInterval(Duration.ofSeconds(15));
           if (o.etcd()) {
@@ -116,6 +118,17 @@ public final class Demo {
     } finally {
       for (PServerNode n : nodes) {
         n.shutdown(Duration.ofSeconds(10));
+      }
+    }
+  }
+
+  private static void deleteTree(Path p) throws java.io.IOException {
+    if (!Files.exists(p)) {
+      return;
+    }
+    try (java.util.stream.Stream<Path> s = Files.walk(p)) {
+      for (Path q : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+        Files.delete(q);
       }
     }
   }

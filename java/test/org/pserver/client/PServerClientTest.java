@@ -7,8 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.grpc.Status;
-import io.grpc.netty.NettyServerBuilder;
-import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
@@ -25,72 +23,26 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.pserver.ElementType;
-import org.pserver.checkpoint.Checkpoint;
-import org.pserver.checkpoint.CheckpointManager;
-import org.pserver.cluster.LocalKVStore;
-import org.pserver.kernels.Kernels;
-import org.pserver.rpc.PServerServer;
 import org.pserver.service.Gradient;
 import org.pserver.service.Parameter;
 import org.pserver.service.ParameterWithConfig;
-import org.pserver.service.Service;
-import org.pserver.testing.DaemonProcess;
 import org.pserver.rpc.DropReplies;
+import org.pserver.testing.LocalPserver;
 
 /** The trainer client against real (in-JVM, Netty) pservers, with faults injected. */
 class PServerClientTest {
   @TempDir Path dir;
-  final List<Running> running = new ArrayList<>();
-
-  /** One pserver: its service and server, restartable on the same port. */
-  final class Running {
-    final int index;
-    final int port;
-    final DropReplies dropper;
-    Service service;
-    PServerServer server;
-    CheckpointManager checkpoints;
-
-    Running(int index, DropReplies dropper) throws Exception {
-      this.index = index;
-      this.port = DaemonProcess.freePort();
-      this.dropper = dropper;
-      start(false);
-    }
-
-    void start(boolean recover) throws Exception {
-      Path d = dir.resolve("ps" + index);
-      checkpoints = new CheckpointManager(d, index, new LocalKVStore(d), Kernels.get(), Duration.ofSeconds(3));
-      Checkpoint cp = recover ? checkpoints.recover().orElse(null) : null;
-      service = new Service(new Service.Options(index, Kernels.get(), Duration.ZERO, false, Duration.ofHours(1)), checkpoints, cp, Service.WriteGate.OPEN);
-      NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", port));
-      if (dropper != null) {
-        b.intercept(dropper);
-      }
-      server = PServerServer.on(service, b, PServerServer.DEFAULT_MAX_MESSAGE_BYTES).start();
-    }
-
-    /** Stops like a crash: no final checkpoint. */
-    void crash() {
-      server.abort();
-    }
-
-    String address() {
-      return "127.0.0.1:" + port;
-    }
-  }
+  final List<LocalPserver> running = new ArrayList<>();
 
   @AfterEach
   void stopAll() {
-    for (Running r : running) {
-      r.server.abort();
-    }
+    running.forEach(LocalPserver::close);
   }
 
   private List<String> start(int n, DropReplies dropper) throws Exception {
     List<String> addrs = new ArrayList<>();
     for (int i = 0; i < n; i++) {
-      Running r = new Running(i, dropper);
+      LocalPserver r = new LocalPserver(i, dir, dropper);
       running.add(r);
       addrs.add(r.address());
     }
@@ -139,7 +91,7 @@ class PServerClientTest {
       }
       c.initParams(params);
       c.finishInitParams();
-      for (Running r : running) {
+      for (LocalPserver r : running) {
         long expected = params.stream().filter(p -> Partitioner.partition(p.param().name(), 3) == r.index).count();
         assertEquals(expected, r.service.status().parameterCount(), "pserver " + r.index);
       }
@@ -222,7 +174,7 @@ class PServerClientTest {
       c.initParams(List.of(counter("x", 2), counter("y", 2), counter("z", 2)));
       c.finishInitParams();
       int victim = c.partition("x");
-      Running r = running.get(victim);
+      LocalPserver r = running.get(victim);
       c.sendGrads(List.of(new Gradient("x", ElementType.INT64, i64(1, 1))));
       r.service.checkpoint();
       r.crash();
@@ -255,7 +207,7 @@ class PServerClientTest {
       c.sendGrads(List.of(new Gradient("x", ElementType.INT64, i64(5, 5))));
       local.put("x", longs(c.getParam("x")));
       local.put("y", longs(c.getParam("y")));
-      Running r = running.get(c.partition("x"));
+      LocalPserver r = running.get(c.partition("x"));
       r.crash();
       r.start(false); // no checkpoint: empty
       assertFalse(r.service.isInitialized());
