@@ -9,11 +9,13 @@ import org.pserver.checkpoint.CheckpointManager;
 import org.pserver.cluster.LocalKVStore;
 import org.pserver.kernels.Kernels;
 import org.pserver.kernels.UpdateKernels;
+import org.pserver.metrics.Metrics;
 import org.pserver.rpc.PServerServer;
 import org.pserver.service.Service;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
@@ -72,6 +74,13 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--dedup-ttl", defaultValue = "${env:PSERVER_DEDUP_TTL:-1h}", converter = GoDuration.class, description = "forget a trainer's applied pushes after this long without a push (default ${DEFAULT-VALUE}).")
   Duration dedupTtl;
 
+  @Mixin MonitoringOptions monitoring;
+
+  @Mixin TlsOptions tls;
+
+  /** TLS and credentials for etcd; the etcd wiring passes {@code toEtcdSecurity()} to jetcd. */
+  @Mixin EtcdSecurityOptions etcdSecurity;
+
   @Option(names = "--shutdown-grace", defaultValue = "${env:PSERVER_SHUTDOWN_GRACE:-30s}", converter = GoDuration.class, description = "how long calls in flight may take to finish at shutdown (default ${DEFAULT-VALUE}).")
   Duration shutdownGrace;
 
@@ -88,21 +97,26 @@ final class ServeCommand implements Callable<Integer> {
     if (idx < 0) {
       throw new ParameterException(spec.commandLine(), "--index must be >= 0 without --etcd-endpoint (got " + idx + ")");
     }
+    Operations ops = Operations.open(spec, monitoring, tls);
+    ops.metrics().registration(Metrics.LeaseState.STANDALONE, idx);
     UpdateKernels kernels = Kernels.get();
     LocalKVStore kv = new LocalKVStore(checkpointPath);
     CheckpointManager checkpoints = new CheckpointManager(checkpointPath, idx, kv, kernels, Duration.ofSeconds(3));
+    checkpoints.setMetrics(ops.metrics());
     Checkpoint restored;
     try {
       restored = checkpoints.recover().orElse(null);
     } catch (Exception e) {
       LOG.error("pserver {}: refusing to start: {}", idx, e.getMessage());
+      ops.close();
       return 2;
     }
     Service service =
         new Service(
             new Service.Options(idx, kernels, checkpointInterval, allowNonFinite, dedupTtl),
             checkpoints, restored, Service.WriteGate.OPEN);
-    PServerServer server = PServerServer.netty(service, port, maxMessageBytes).start();
+    PServerServer server = PServerServer.netty(service, port, maxMessageBytes, ops.attach(service)).start();
+    ops.started(server);
     LOG.info(
         "pserver {} listening on :{} (standalone), kernels {}, checkpoints in {} every {}, {}",
         idx, server.port(), Kernels.description(), checkpoints.directory(), GoDuration.format(checkpointInterval),
@@ -110,6 +124,7 @@ final class ServeCommand implements Callable<Integer> {
             ? "no checkpoint recovered (fresh start)"
             : "recovered checkpoint " + restored.meta().uuid() + " with " + restored.entries().size() + " parameters");
     awaitSignalThenStop(server);
+    ops.close();
     return 0;
   }
 
