@@ -2,13 +2,10 @@ package org.pserver.cluster;
 
 import io.etcd.jetcd.ByteSequence;
 import io.etcd.jetcd.ClientBuilder;
-import io.grpc.netty.GrpcSslContexts;
-import io.netty.handler.ssl.SslContextBuilder;
-import io.netty.handler.ssl.SslProvider;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
+import org.pserver.tls.TlsContexts;
 
 /**
  * How a pserver authenticates to etcd and secures the connection: TLS trusting {@code caCert}
@@ -58,22 +55,8 @@ public record EtcdSecurity(Path caCert, Path cert, Path key, String user, String
    */
   public ClientBuilder applyTo(ClientBuilder builder) throws IOException {
     if (tls()) {
-      if (caCert != null) {
-        readable(caCert);
-      }
-      if (cert != null) {
-        readable(cert);
-        readable(key);
-      }
       try {
-        SslContextBuilder b = GrpcSslContexts.configure(SslContextBuilder.forClient(), SslProvider.JDK);
-        if (caCert != null) {
-          b.trustManager(caCert.toFile());
-        }
-        if (cert != null) {
-          b.keyManager(cert.toFile(), key.toFile());
-        }
-        builder.sslContext(b.build());
+        builder.sslContext(TlsContexts.forClient(caCert, cert, key));
       } catch (IllegalArgumentException e) {
         throw new IOException("cannot set up TLS to etcd: " + e.getMessage(), e);
       }
@@ -83,12 +66,6 @@ public record EtcdSecurity(Path caCert, Path cert, Path key, String user, String
           .password(ByteSequence.from(password, StandardCharsets.UTF_8));
     }
     return builder;
-  }
-
-  private static void readable(Path p) throws IOException {
-    if (!Files.isRegularFile(p) || !Files.isReadable(p)) {
-      throw new IOException(p + " is not a readable file");
-    }
   }
 
   /** One line for logs, e.g. "TLS with a client certificate, user root". Never the password. */

@@ -96,25 +96,15 @@ public final class PrometheusMetrics implements Metrics {
     for (Rejection r : Rejection.values()) {
       rejected.labelValues(r.label());
     }
-    update =
-        Histogram.builder()
-            .name("pserver_update_duration_seconds")
-            .help("Time to check and apply the gradients of one SendGrad(s) request, in the service.")
-            .classicOnly()
-            .classicUpperBounds(0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-            .register(registry);
+    update = histogram("pserver_update_duration_seconds", "Time to check and apply the gradients of one SendGrad(s) request, in the service.",
+        new double[] {0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
     sent = counter("pserver_parameters_sent_total", "Parameters returned to readers.");
     sentBytes = counter("pserver_parameter_bytes_sent_total", "Content bytes of the parameters returned.");
     checkpointsTaken = counter("pserver_checkpoints_taken_total", "Checkpoints written and published.");
     checkpointFailures = counter("pserver_checkpoint_failures_total", "Checkpoints that failed to be written or published.");
     checkpointFallbacks = counter("pserver_checkpoint_fallbacks_total", "Recoveries that could not use the published checkpoint.");
-    checkpointDuration =
-        Histogram.builder()
-            .name("pserver_checkpoint_duration_seconds")
-            .help("Time to write, fsync and publish a checkpoint.")
-            .classicOnly()
-            .classicUpperBounds(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-            .register(registry);
+    checkpointDuration = histogram("pserver_checkpoint_duration_seconds", "Time to write, fsync and publish a checkpoint.",
+        new double[] {0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600});
     checkpointSize = Gauge.builder().name("pserver_checkpoint_size_bytes").help("Size of the last checkpoint file written.").register(registry);
     leaseState =
         Gauge.builder()
@@ -130,18 +120,17 @@ public final class PrometheusMetrics implements Metrics {
             .help("gRPC calls finished, by service, method and status code.")
             .labelNames("service", "method", "code")
             .register(registry);
-    rpcDuration =
-        Histogram.builder()
-            .name("pserver_rpc_duration_seconds")
-            .help("gRPC call latency on the server, from the call's start to its status.")
-            .labelNames("service", "method")
-            .classicOnly()
-            .classicUpperBounds(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-            .register(registry);
+    rpcDuration = histogram("pserver_rpc_duration_seconds", "gRPC call latency on the server, from the call's start to its status.",
+        new double[] {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}, "service", "method");
   }
 
   private Counter counter(String name, String help) {
     return Counter.builder().name(name).help(help).register(registry);
+  }
+
+  /** A classic histogram (native histograms only exist in the protobuf format, left out here). */
+  private Histogram histogram(String name, String help, double[] upperBounds, String... labels) {
+    return Histogram.builder().name(name).help(help).labelNames(labels).classicOnly().classicUpperBounds(upperBounds).register(registry);
   }
 
   /** The registry holding every metric (for embedding in another exporter). */

@@ -3,13 +3,11 @@ package org.pserver.rpc;
 import io.grpc.CallCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
-import io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.NettyChannelBuilder;
 import io.netty.handler.ssl.SslContext;
-import io.netty.handler.ssl.SslContextBuilder;
-import io.netty.handler.ssl.SslProvider;
 import java.nio.file.Path;
 import java.util.concurrent.Executor;
+import org.pserver.tls.TlsContexts;
 
 /**
  * The client side of {@link ServerSecurity}: makes gRPC channels to pservers with TLS (trusting a
@@ -145,31 +143,10 @@ public final class ClientSecurity {
      *     that is unreadable or not usable PEM
      */
     public ClientSecurity build() {
-      if ((certChain == null) != (privateKey == null)) {
-        throw new IllegalArgumentException("a client certificate needs both the certificate chain and the private key");
-      }
       if (!tls) {
         return token == null && authority == null ? PLAINTEXT : new ClientSecurity(null, token, authority);
       }
-      if (trustedCa != null) {
-        ServerSecurity.readable(trustedCa, "CA certificates");
-      }
-      if (certChain != null) {
-        ServerSecurity.readable(certChain, "client certificate chain");
-        ServerSecurity.readable(privateKey, "client private key");
-      }
-      try {
-        SslContextBuilder b = GrpcSslContexts.configure(SslContextBuilder.forClient(), SslProvider.JDK);
-        if (trustedCa != null) {
-          b.trustManager(trustedCa.toFile());
-        }
-        if (certChain != null) {
-          b.keyManager(certChain.toFile(), privateKey.toFile());
-        }
-        return new ClientSecurity(b.build(), token, authority);
-      } catch (java.io.IOException | RuntimeException e) {
-        throw new IllegalArgumentException("cannot set up TLS: " + ServerSecurity.rootMessage(e), e);
-      }
+      return new ClientSecurity(TlsContexts.forClient(trustedCa, certChain, privateKey), token, authority);
     }
   }
 }

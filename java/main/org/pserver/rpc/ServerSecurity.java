@@ -1,13 +1,9 @@
 package org.pserver.rpc;
 
-import io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.NettyServerBuilder;
-import io.netty.handler.ssl.ClientAuth;
 import io.netty.handler.ssl.SslContext;
-import io.netty.handler.ssl.SslContextBuilder;
-import io.netty.handler.ssl.SslProvider;
-import java.nio.file.Files;
 import java.nio.file.Path;
+import org.pserver.tls.TlsContexts;
 
 /**
  * Transport security and authentication of a pserver's gRPC port: TLS with a server certificate,
@@ -132,47 +128,8 @@ public final class ServerSecurity {
       if (certChain == null) {
         return token == null ? NONE : new ServerSecurity(null, false, token);
       }
-      readable(certChain, "certificate chain");
-      readable(privateKey, "private key");
-      if (clientCa != null) {
-        readable(clientCa, "client CA");
-      }
-      SslContextBuilder b;
-      try {
-        b = SslContextBuilder.forServer(certChain.toFile(), privateKey.toFile());
-      } catch (RuntimeException e) {
-        throw new IllegalArgumentException(
-            "cannot use certificate " + certChain + " and key " + privateKey + ": " + rootMessage(e)
-                + " (the key must be an unencrypted PKCS#8 PEM file)", e);
-      }
-      if (clientCa != null) {
-        try {
-          b.trustManager(clientCa.toFile()).clientAuth(ClientAuth.REQUIRE);
-        } catch (RuntimeException e) {
-          throw new IllegalArgumentException("cannot use client CA " + clientCa + ": " + rootMessage(e), e);
-        }
-      }
-      SslContext ctx;
-      try {
-        ctx = GrpcSslContexts.configure(b, SslProvider.JDK).build();
-      } catch (java.io.IOException | RuntimeException e) {
-        throw new IllegalArgumentException("cannot set up TLS: " + rootMessage(e), e);
-      }
+      SslContext ctx = TlsContexts.forServer(certChain, privateKey, clientCa);
       return new ServerSecurity(ctx, clientCa != null, token);
     }
-  }
-
-  static void readable(Path p, String what) {
-    if (!Files.isRegularFile(p) || !Files.isReadable(p)) {
-      throw new IllegalArgumentException(what + " " + p + " is not a readable file");
-    }
-  }
-
-  static String rootMessage(Throwable e) {
-    Throwable t = e;
-    while (t.getCause() != null && t.getCause() != t) {
-      t = t.getCause();
-    }
-    return t == e ? String.valueOf(e.getMessage()) : e.getMessage() + ": " + t.getMessage();
   }
 }
