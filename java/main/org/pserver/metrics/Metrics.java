@@ -17,7 +17,11 @@ import java.util.Locale;
  *       {@code SendGrads} with five gradients that is refused counts five rejections. Requests are
  *       counted by the RPC layer. For every gradient that reaches the service exactly one of
  *       {@link #gradientsApplied}, {@link #gradientsDuplicate} or {@link #gradientsRejected}
- *       counts it.
+ *       counts it. A push that was applied but not acknowledged, because the lease was lost while
+ *       it was being applied, counts as applied (it was; the retry will be a duplicate).
+ *   <li>Requests refused before they reach the service (unauthenticated, malformed, an unknown
+ *       element type, over the message size limit) are not reported here; the RPC metrics see
+ *       them by status code.
  *   <li>Durations are in nanoseconds ({@link System#nanoTime()} differences).
  * </ul>
  */
@@ -39,7 +43,7 @@ public interface Metrics {
     LENGTH_MISMATCH,
     /** NaN or infinity in a gradient while non-finite values are refused. */
     NON_FINITE,
-    /** Anything else about the request (no gradient, a name twice, an unknown element type). */
+    /** Anything else about the request (no gradient in it, a name twice). */
     INVALID;
 
     /** The lower-case label value, e.g. {@code non_finite}. */

@@ -35,7 +35,7 @@ import java.util.function.Supplier;
  *       initialized}, {@code serving} (1 while writes are accepted);
  *   <li>{@code checkpoints_taken_total}, {@code checkpoint_failures_total}, {@code
  *       checkpoint_fallbacks_total}, {@code checkpoint_duration_seconds} (histogram), {@code
- *       checkpoint_size_bytes} (the last one), {@code checkpoint_last_timestamp_seconds} and {@code
+ *       checkpoint_size_bytes} (the last one written; 0 before), {@code checkpoint_last_timestamp_seconds} and {@code
  *       checkpoint_age_seconds} (of the last checkpoint taken or recovered; absent before the
  *       first);
  *   <li>{@code lease_state{state}} (1 for the current {@link Metrics.LeaseState}, 0 for the others;
