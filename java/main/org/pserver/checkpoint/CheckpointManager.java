@@ -13,11 +13,13 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Objects;
 import java.util.Optional;
 import java.util.UUID;
 import org.pserver.Seed;
 import org.pserver.cluster.KVStore;
 import org.pserver.kernels.UpdateKernels;
+import org.pserver.metrics.Metrics;
 import org.pserver.store.Slot;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -59,6 +61,7 @@ public final class CheckpointManager {
   private final KVStore store;
   private final UpdateKernels kernels;
   private final Duration storeTimeout;
+  private volatile Metrics metrics = Metrics.NONE;
 
   public CheckpointManager(Path dir, int index, KVStore store, UpdateKernels kernels, Duration storeTimeout) {
     this.dir = dir.toAbsolutePath().normalize();
@@ -72,8 +75,30 @@ public final class CheckpointManager {
     return dir;
   }
 
+  /**
+   * Where checkpoints taken (size, duration), failed and recovery fallbacks are reported; {@link
+   * Metrics#NONE} until set. Set it before {@link #recover()} to count a fallback there.
+   */
+  public void setMetrics(Metrics metrics) {
+    this.metrics = Objects.requireNonNull(metrics, "metrics");
+  }
+
   /** Takes a checkpoint of {@code slots}, publishes its metadata and applies retention. */
   public synchronized CheckpointMeta take(List<Slot> slots) throws IOException {
+    long start = System.nanoTime();
+    try {
+      Taken t = write(slots);
+      metrics.checkpointTaken(t.bytes(), System.nanoTime() - start);
+      return t.meta();
+    } catch (IOException | RuntimeException e) {
+      metrics.checkpointFailed(System.nanoTime() - start);
+      throw e;
+    }
+  }
+
+  private record Taken(CheckpointMeta meta, long bytes) {}
+
+  private Taken write(List<Slot> slots) throws IOException {
     Files.createDirectories(dir);
     String uuid = UUID.randomUUID().toString();
     Path file = dir.resolve(index + "-" + uuid + SUFFIX);
@@ -81,9 +106,11 @@ public final class CheckpointManager {
     Instant now = Instant.now();
     long created = now.getEpochSecond() * 1_000_000_000L + now.getNano();
     long crc;
+    long bytes;
     try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
       crc = CheckpointFile.write(ch, index, created, slots);
       ch.force(true);
+      bytes = ch.size();
     } catch (IOException | RuntimeException e) {
       Files.deleteIfExists(tmp);
       throw e;
@@ -93,7 +120,7 @@ public final class CheckpointManager {
     CheckpointMeta meta = new CheckpointMeta(uuid, file.toString(), crc, created);
     store.put(Seed.checkpointKey(index), meta.toJson(), storeTimeout, false);
     retain(file);
-    return meta;
+    return new Taken(meta, bytes);
   }
 
   /**
@@ -159,6 +186,7 @@ public final class CheckpointManager {
   }
 
   private Checkpoint fallBack(Path failed, CheckpointException why) throws CheckpointException {
+    metrics.checkpointFallback();
     List<Path> candidates = files();
     candidates.removeIf(p -> p.equals(failed));
     for (Path p : candidates) {

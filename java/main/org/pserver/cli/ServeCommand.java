@@ -3,12 +3,20 @@ package org.pserver.cli;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.Callable;
+import io.grpc.netty.NettyServerBuilder;
+import java.io.IOException;
 import java.util.concurrent.CountDownLatch;
+import java.util.function.Consumer;
 import org.pserver.checkpoint.CheckpointException;
+import org.pserver.cluster.EtcdSecurity;
+import org.pserver.metrics.Metrics;
 import org.pserver.node.PServerNode;
+import org.pserver.rpc.PServerServer;
+import org.pserver.service.Service;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
@@ -67,6 +75,13 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--dedup-ttl", defaultValue = "${env:PSERVER_DEDUP_TTL:-1h}", converter = GoDuration.class, description = "forget a trainer's applied pushes after this long without a push (default ${DEFAULT-VALUE}).")
   Duration dedupTtl;
 
+  @Mixin MonitoringOptions monitoring;
+
+  @Mixin TlsOptions tls;
+
+  /** TLS and credentials for etcd; the etcd wiring passes {@code toEtcdSecurity()} to jetcd. */
+  @Mixin EtcdSecurityOptions etcdSecurity;
+
   @Option(names = "--shutdown-grace", defaultValue = "${env:PSERVER_SHUTDOWN_GRACE:-30s}", converter = GoDuration.class, description = "how long calls in flight may take to finish at shutdown (default ${DEFAULT-VALUE}).")
   Duration shutdownGrace;
 
@@ -89,11 +104,34 @@ final class ServeCommand implements Callable<Integer> {
     }
     PServerNode.Config config = new PServerNode.Config(port, idx, standalone ? null : etcdEndpoint, dialTimeout, etcdTtl,
         numPservers, advertiseHost, checkpointPath, checkpointInterval, maxMessageBytes, allowNonFinite, dedupTtl);
+    Operations ops = Operations.open(spec, monitoring, tls);
+    EtcdSecurity etcd = etcdSecurity.toEtcdSecurity();
     PServerNode node;
     try {
-      node = PServerNode.start(config);
+      node = PServerNode.start(config, new PServerNode.Hooks() {
+        @Override
+        public Metrics metrics() {
+          return ops.metrics();
+        }
+
+        @Override
+        public Consumer<NettyServerBuilder> serverCustomizer(Service service) {
+          return ops.attach(service);
+        }
+
+        @Override
+        public EtcdSecurity etcdSecurity() {
+          return etcd;
+        }
+
+        @Override
+        public void started(PServerServer server) throws IOException {
+          ops.started(server);
+        }
+      });
     } catch (CheckpointException e) {
       LOG.error("pserver {}: refusing to start: {}", idx, e.getMessage());
+      ops.close();
       return 2;
     }
     LOG.info("{}; checkpoint interval {}", node.describe(), GoDuration.format(checkpointInterval));
@@ -103,10 +141,12 @@ final class ServeCommand implements Callable<Integer> {
     stop.await();
     if (node.fatal().isDone()) {
       LOG.error("pserver {} exits: {}", node.index(), node.fatal().join());
+      ops.close();
       return 3;
     }
     LOG.info("signal received: draining calls in flight, then a final checkpoint");
     node.shutdown(shutdownGrace);
+    ops.close();
     LOG.info("stopped");
     return 0;
   }

@@ -55,13 +55,23 @@ final class Etcd {
    * host:port}). Does not connect yet: jetcd dials on the first call.
    */
   static Client connect(String endpoints, Duration rpcTimeout, Duration keepAliveTimeout) {
-    return Client.builder()
+    return connect(endpoints, rpcTimeout, keepAliveTimeout, EtcdSecurity.NONE);
+  }
+
+  /** As above, with TLS and authentication to etcd. */
+  static Client connect(String endpoints, Duration rpcTimeout, Duration keepAliveTimeout, EtcdSecurity security) {
+    io.etcd.jetcd.ClientBuilder b = Client.builder()
         .endpoints(parseEndpoints(endpoints))
         .connectTimeout(rpcTimeout)
         .retryMaxAttempts(0)
         .waitForReady(true)
-        .interceptor(new Deadlines(rpcTimeout, keepAliveTimeout))
-        .build();
+        .interceptor(new Deadlines(rpcTimeout, keepAliveTimeout));
+    try {
+      security.applyTo(b);
+    } catch (java.io.IOException e) {
+      throw new IllegalArgumentException(e.getMessage(), e);
+    }
+    return b.build();
   }
 
   /** Splits and validates an endpoint list; a scheme-less {@code host:port} means plain http. */

@@ -214,7 +214,7 @@ public final class EtcdClient implements KVStore, AutoCloseable {
         Duration.ofNanos(Math.max(TimeUnit.MILLISECONDS.toNanos(200), Math.min(dialTimeout.toNanos(), interval)));
     new Backoff(initialBackoff, maxBackoff); // validates
     int n = INSTANCES.incrementAndGet();
-    this.etcd = Etcd.connect(endpoints, dialTimeout, keepAliveTimeout);
+    this.etcd = Etcd.connect(endpoints, dialTimeout, keepAliveTimeout, b.security);
     this.scheduler = Executors.newSingleThreadScheduledExecutor(Etcd.threads("pserver-etcd-lease-" + n));
     this.registrar = Executors.newSingleThreadExecutor(Etcd.threads("pserver-etcd-register-" + n));
     this.events = Executors.newSingleThreadExecutor(Etcd.threads("pserver-etcd-events-" + n));
@@ -232,6 +232,7 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     private Duration dialTimeout = Duration.ofSeconds(5);
     private int ttlSeconds = 5;
     private String advertiseHost;
+    private EtcdSecurity security = EtcdSecurity.NONE;
     private Duration initialBackoff = Duration.ofMillis(200);
     private Duration maxBackoff = Duration.ofSeconds(5);
 
@@ -270,6 +271,12 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     }
 
     /** First and longest wait between retries (defaults 200 ms and 5 s, the seed's retry delay). */
+    /** TLS and authentication to etcd (default: plaintext, no user). */
+    public Builder security(EtcdSecurity s) {
+      this.security = java.util.Objects.requireNonNull(s, "security");
+      return this;
+    }
+
     public Builder backoff(Duration initial, Duration max) {
       this.initialBackoff = requirePositive(initial, "initial backoff");
       this.maxBackoff = requirePositive(max, "max backoff");

@@ -10,12 +10,16 @@ import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import org.pserver.checkpoint.Checkpoint;
 import org.pserver.checkpoint.CheckpointManager;
+import io.grpc.netty.NettyServerBuilder;
+import java.util.function.Consumer;
 import org.pserver.cluster.EtcdClient;
+import org.pserver.cluster.EtcdSecurity;
 import org.pserver.cluster.KVStore;
 import org.pserver.cluster.LocalKVStore;
 import org.pserver.cluster.OwnershipListener;
 import org.pserver.kernels.Kernels;
 import org.pserver.kernels.UpdateKernels;
+import org.pserver.metrics.Metrics;
 import org.pserver.rpc.PServerServer;
 import org.pserver.service.Service;
 import org.slf4j.Logger;
@@ -90,6 +94,30 @@ public final class PServerNode implements AutoCloseable {
     }
   }
 
+  /**
+   * What the daemon adds around a node: metrics, TLS and interceptors on the gRPC server, an etcd
+   * connection's security, and a callback once serving. Every method has a do-nothing default.
+   */
+  public interface Hooks {
+    default Metrics metrics() {
+      return Metrics.NONE;
+    }
+
+    /** How to customize the server builder of {@code service} (TLS, token check, interceptors). */
+    default Consumer<NettyServerBuilder> serverCustomizer(Service service) {
+      return b -> {};
+    }
+
+    default EtcdSecurity etcdSecurity() {
+      return EtcdSecurity.NONE;
+    }
+
+    /** Called once the server is serving. */
+    default void started(PServerServer server) throws IOException {}
+
+    Hooks NONE = new Hooks() {};
+  }
+
   private final Config config;
   private final int index;
   private final EtcdClient etcd;
@@ -97,8 +125,10 @@ public final class PServerNode implements AutoCloseable {
   private final PServerServer server;
   private final Checkpoint recovered;
   private final CompletableFuture<String> fatal = new CompletableFuture<>();
+  private final Metrics metrics;
 
-  private PServerNode(Config config, int index, EtcdClient etcd, Service service, PServerServer server, Checkpoint recovered) {
+  private PServerNode(Config config, int index, EtcdClient etcd, Service service, PServerServer server, Checkpoint recovered, Metrics metrics) {
+    this.metrics = metrics;
     this.config = config;
     this.index = index;
     this.etcd = etcd;
@@ -115,7 +145,13 @@ public final class PServerNode implements AutoCloseable {
    *     the node must not start empty over it
    */
   public static PServerNode start(Config c) throws Exception {
+    return start(c, Hooks.NONE);
+  }
+
+  /** As {@link #start(Config)}, with the daemon's {@link Hooks}. */
+  public static PServerNode start(Config c, Hooks hooks) throws Exception {
     UpdateKernels kernels = Kernels.get();
+    Metrics metrics = hooks.metrics();
     int port = c.port();
     EtcdClient etcd = null;
     int index;
@@ -125,6 +161,7 @@ public final class PServerNode implements AutoCloseable {
       index = c.index() < 0 ? 0 : c.index();
       kv = new LocalKVStore(c.checkpointPath());
       gate = Service.WriteGate.OPEN;
+      metrics.registration(Metrics.LeaseState.STANDALONE, index);
     } else {
       if (port == 0) {
         port = freePort(); // the address is published before the server starts
@@ -132,12 +169,14 @@ public final class PServerNode implements AutoCloseable {
       EtcdClient.Builder b = EtcdClient.builder(c.etcdEndpoints())
           .desiredPservers(c.numPservers())
           .dialTimeout(c.dialTimeout())
-          .ttlSeconds(c.etcdTtlSeconds());
+          .ttlSeconds(c.etcdTtlSeconds())
+          .security(hooks.etcdSecurity());
       if (c.advertiseHost() != null && !c.advertiseHost().isBlank()) {
         b.advertiseHost(c.advertiseHost());
       }
       etcd = b.build();
       int preferred = c.index() >= 0 ? c.index() : rememberedIndex(c.checkpointPath());
+      metrics.registration(Metrics.LeaseState.REGISTERING, -1);
       try {
         index = etcd.register(port, preferred);
       } catch (Exception e) {
@@ -145,20 +184,23 @@ public final class PServerNode implements AutoCloseable {
         throw e;
       }
       remember(c.checkpointPath(), index);
+      metrics.registration(Metrics.LeaseState.HELD, index);
       kv = etcd;
       EtcdClient client = etcd;
       gate = () -> client.isOwner() ? null : "its etcd registration is lost (" + client.state() + ")";
     }
     try {
       CheckpointManager checkpoints = new CheckpointManager(c.checkpointPath(), index, kv, kernels, Duration.ofSeconds(3));
+      checkpoints.setMetrics(metrics);
       Checkpoint restored = checkpoints.recover().orElse(null);
       Service service = new Service(
           new Service.Options(index, kernels, c.checkpointInterval(), c.allowNonFinite(), c.dedupTtl()), checkpoints, restored, gate);
-      PServerServer server = PServerServer.netty(service, port, c.maxMessageBytes()).start();
-      PServerNode node = new PServerNode(c, index, etcd, service, server, restored);
+      PServerServer server = PServerServer.netty(service, port, c.maxMessageBytes(), hooks.serverCustomizer(service)).start();
+      PServerNode node = new PServerNode(c, index, etcd, service, server, restored, metrics);
       if (etcd != null) {
         etcd.addListener(node.ownershipListener());
       }
+      hooks.started(server);
       return node;
     } catch (Exception e) {
       if (etcd != null) {
@@ -173,17 +215,20 @@ public final class PServerNode implements AutoCloseable {
       @Override
       public void ownershipLost(int i, String reason) {
         LOG.warn("pserver {}: etcd ownership lost ({}): refusing writes until it is regained", i, reason);
+        metrics.registration(Metrics.LeaseState.LOST, i);
       }
 
       @Override
       public void ownershipRegained(int i) {
         LOG.info("pserver {}: etcd ownership regained: accepting writes again", i);
+        metrics.registration(Metrics.LeaseState.HELD, i);
       }
 
       @Override
       public void indexTakenOver(int i, String holder) {
         String why = "pserver index " + i + " was taken over by " + holder + " while this process was cut off";
         LOG.error("{}: stopping at once", why);
+        metrics.registration(Metrics.LeaseState.RELEASED, -1);
         server.abort();
         fatal.complete(why);
       }
@@ -227,6 +272,7 @@ public final class PServerNode implements AutoCloseable {
     server.shutdown(grace);
     if (etcd != null) {
       etcd.close();
+      metrics.registration(Metrics.LeaseState.RELEASED, -1);
     }
   }
 

@@ -12,6 +12,7 @@ import java.time.Duration;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
 import org.pserver.proto.PServerGrpc;
 import org.pserver.service.Service;
 import org.slf4j.Logger;
@@ -57,7 +58,19 @@ public final class PServerServer implements AutoCloseable {
    * {@value DropReplies#PROPERTY} set (tests only) it drops that fraction of push replies.
    */
   public static PServerServer netty(Service service, int port, int maxMessageBytes) {
+    return netty(service, port, maxMessageBytes, b -> {});
+  }
+
+  /**
+   * As {@link #netty(Service, int, int)}, with {@code customizer} applied to the builder before the
+   * server is built: TLS ({@link ServerSecurity#applyTo}), interceptors, transport limits. Trap:
+   * interceptors added through the builder run in the reverse order of adding (the last added runs
+   * first), for every service on the server, health and reflection included.
+   */
+  public static PServerServer netty(
+      Service service, int port, int maxMessageBytes, Consumer<? super NettyServerBuilder> customizer) {
     NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress(port));
+    customizer.accept(b);
     double drop = Double.parseDouble(System.getProperty(DropReplies.PROPERTY, "0"));
     if (drop > 0) {
       LOG.warn("FAULT INJECTION: dropping {}% of SendGrads replies after applying them ({})", drop * 100, DropReplies.PROPERTY);
@@ -76,6 +89,16 @@ public final class PServerServer implements AutoCloseable {
     refreshHealth();
     healthRefresh.scheduleWithFixedDelay(this::refreshHealth, 200, 200, TimeUnit.MILLISECONDS);
     return this;
+  }
+
+  /**
+   * The server's health statuses, e.g. to serve them on a second, plaintext port for Kubernetes
+   * probes, or to add statuses of one's own. Trap: the server itself sets {@code ""} and {@code
+   * pserver.PServer} every 200 ms, so values set there are overwritten; at shutdown every status
+   * turns NOT_SERVING.
+   */
+  public HealthStatusManager health() {
+    return health;
   }
 
   /** The bound port (useful after asking for port 0). */

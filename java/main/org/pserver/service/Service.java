@@ -21,6 +21,8 @@ import org.pserver.checkpoint.CheckpointManager;
 import org.pserver.checkpoint.CheckpointMeta;
 import org.pserver.kernels.OffHeap;
 import org.pserver.kernels.UpdateKernels;
+import org.pserver.metrics.Metrics;
+import org.pserver.metrics.Metrics.Rejection;
 import org.pserver.optimizer.OptimizerException;
 import org.pserver.optimizer.ParameterOptimizer;
 import org.pserver.service.PServerException.Code;
@@ -98,6 +100,7 @@ public final class Service implements AutoCloseable {
   private volatile boolean initialized;
   private volatile boolean closing;
   private volatile CheckpointMeta lastCheckpoint;
+  private volatile Metrics metrics = Metrics.NONE;
   private ScheduledExecutorService scheduler;
   private boolean stopped;
 
@@ -125,6 +128,14 @@ public final class Service implements AutoCloseable {
 
   public int index() {
     return options.index();
+  }
+
+  /**
+   * Where this service reports gradients received, applied, duplicate and rejected (by reason) and
+   * parameters sent; {@link Metrics#NONE} until set. May be called at any time.
+   */
+  public void setMetrics(Metrics metrics) {
+    this.metrics = Objects.requireNonNull(metrics, "metrics");
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -208,40 +219,52 @@ public final class Service implements AutoCloseable {
    *     type or length mismatch (the seed's messages), NaN/Inf, an empty or repeated name
    */
   public boolean sendGrads(List<Gradient> grads, String trainerId, long seq, long low) {
+    long start = System.nanoTime();
+    int n = grads.size();
+    Metrics m = metrics;
+    long bytes = 0;
+    for (Gradient g : grads) {
+      bytes += g.content().remaining();
+    }
+    m.gradientsReceived(n, bytes);
     if (!initialized) {
-      throw new PServerException(Code.FAILED_PRECONDITION, Seed.UNINITIALIZED);
+      throw rejected(Rejection.UNINITIALIZED, n, new PServerException(Code.FAILED_PRECONDITION, Seed.UNINITIALIZED));
     }
     if (grads.isEmpty()) {
-      throw new PServerException(Code.INVALID_ARGUMENT, "no gradient received");
+      throw rejected(Rejection.INVALID, n, new PServerException(Code.INVALID_ARGUMENT, "no gradient received"));
     }
     boolean dedup = trainerId != null && !trainerId.isEmpty() && seq > 0;
     if (!drain.readLock().tryLock()) {
-      throw shuttingDown();
+      throw rejected(Rejection.UNAVAILABLE, n, shuttingDown());
     }
     try {
       if (closing) {
-        throw shuttingDown();
+        throw rejected(Rejection.UNAVAILABLE, n, shuttingDown());
       }
-      refuseIfFenced();
-      int n = grads.size();
+      String fenced = gate.refusal();
+      if (fenced != null) {
+        throw rejected(Rejection.UNAVAILABLE, n, fenced(fenced));
+      }
       Slot[] slots = new Slot[n];
       Set<String> names = new HashSet<>();
       for (int i = 0; i < n; i++) {
         Gradient g = grads.get(i);
         Slot s = store.get(g.name());
         if (s == null) {
-          throw new PServerException(Code.NOT_FOUND, Seed.parameterDoesNotExist(g.name()));
+          throw rejected(Rejection.NOT_FOUND, n, new PServerException(Code.NOT_FOUND, Seed.parameterDoesNotExist(g.name())));
         }
         ParameterOptimizer opt = s.optimizer();
         if (g.type() != opt.type()) {
-          throw new PServerException(Code.INVALID_ARGUMENT, Seed.typeMismatch(g.name(), opt.type(), g.type()));
+          throw rejected(Rejection.TYPE_MISMATCH, n,
+              new PServerException(Code.INVALID_ARGUMENT, Seed.typeMismatch(g.name(), opt.type(), g.type())));
         }
         if (g.content().remaining() != opt.byteLength()) {
-          throw new PServerException(
-              Code.INVALID_ARGUMENT, Seed.lengthMismatch(g.name(), opt.byteLength(), g.content().remaining()));
+          throw rejected(Rejection.LENGTH_MISMATCH, n, new PServerException(
+              Code.INVALID_ARGUMENT, Seed.lengthMismatch(g.name(), opt.byteLength(), g.content().remaining())));
         }
         if (!names.add(g.name())) {
-          throw new PServerException(Code.INVALID_ARGUMENT, "gradient for " + g.name() + " appears twice in one request");
+          throw rejected(Rejection.INVALID, n,
+              new PServerException(Code.INVALID_ARGUMENT, "gradient for " + g.name() + " appears twice in one request"));
         }
         slots[i] = s;
       }
@@ -250,9 +273,9 @@ public final class Service implements AutoCloseable {
         data[i] = direct(grads.get(i).content());
         if (!options.allowNonFinite()
             && !options.kernels().allFinite(grads.get(i).type(), data[i], 0, slots[i].optimizer().elements())) {
-          throw new PServerException(
+          throw rejected(Rejection.NON_FINITE, n, new PServerException(
               Code.INVALID_ARGUMENT,
-              "gradient " + grads.get(i).name() + " contains NaN or infinity; nothing was applied");
+              "gradient " + grads.get(i).name() + " contains NaN or infinity; nothing was applied"));
         }
       }
       long now = System.currentTimeMillis();
@@ -272,6 +295,10 @@ public final class Service implements AutoCloseable {
         } finally {
           s.lock().unlock();
         }
+      }
+      m.gradientsApplied(n - duplicates, System.nanoTime() - start);
+      if (duplicates > 0) {
+        m.gradientsDuplicate(duplicates);
       }
       // Applied, but do not acknowledge if ownership was lost meanwhile: the trainer retries, and
       // the retry is deduplicated wherever this update survives.
@@ -310,6 +337,7 @@ public final class Service implements AutoCloseable {
       slots.add(s);
     }
     List<Parameter> out = new ArrayList<>(slots.size());
+    long sent = 0;
     for (Slot s : slots) {
       byte[] copy;
       s.lock().lock();
@@ -319,8 +347,10 @@ public final class Service implements AutoCloseable {
       } finally {
         s.lock().unlock();
       }
+      sent += copy.length;
       out.add(new Parameter(s.name(), s.optimizer().type(), ByteBuffer.wrap(copy).order(ByteOrder.LITTLE_ENDIAN)));
     }
+    metrics.parametersSent(out.size(), sent);
     return out;
   }
 
@@ -478,8 +508,18 @@ public final class Service implements AutoCloseable {
   private void refuseIfFenced() {
     String why = gate.refusal();
     if (why != null) {
-      throw new PServerException(Code.UNAVAILABLE, "pserver " + index() + " is not accepting writes: " + why);
+      throw fenced(why);
     }
+  }
+
+  private PServerException fenced(String why) {
+    return new PServerException(Code.UNAVAILABLE, "pserver " + index() + " is not accepting writes: " + why);
+  }
+
+  /** Reports {@code count} gradients refused for {@code reason}; returns {@code e} to throw. */
+  private PServerException rejected(Rejection reason, int count, PServerException e) {
+    metrics.gradientsRejected(reason, count);
+    return e;
   }
 
   private PServerException shuttingDown() {

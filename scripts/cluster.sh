@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# A whole cluster on loopback, as separate processes: one etcd, N pservers (etcd mode) and M
+# trainers (`pserver demo`). Runs for a given time, optionally SIGKILLs and restarts a pserver
+# every K seconds, then stops everything gracefully and prints a summary: gradients applied per
+# second (from the pservers' Prometheus metrics), pserver restarts survived, the trainers' final
+# accuracy and the pservers' exit codes.
+#
+#   scripts/cluster.sh [--duration SECONDS] [--pservers N] [--trainers M] [--kill-every K] [--out DIR]
+#
+# Defaults: 60 s, 3 pservers, 4 trainers, no kills, a temp dir (kept: logs, checkpoints, etcd).
+# Extra trainer flags go in TRAINER_ARGS, extra pserver flags in PSERVER_ARGS.
+# Needs etcd (Debian: etcd-server) and target/pserver.jar (built by bin/pserver when missing).
+# Exit status: 0 when every pserver restarted by the script came back, no trainer failed and every
+# pserver exited 0 on SIGTERM.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+duration=60 pservers=3 trainers=4 kill_every=0 out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration="$2"; shift 2 ;;
+    --pservers) pservers="$2"; shift 2 ;;
+    --trainers) trainers="$2"; shift 2 ;;
+    --kill-every) kill_every="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+out="${out:-$(mktemp -d /tmp/pserver-cluster.XXXXXX)}"
+mkdir -p "$out"
+say() { printf '[cluster] %s\n' "$*" >&2; }
+
+command -v etcd >/dev/null || { say "etcd not found (Debian: apt-get install etcd-server)"; exit 2; }
+"$root/bin/pserver" --version >/dev/null   # builds target/pserver.jar when missing or stale
+jar="$root/target/pserver.jar"
+java_cmd=(java --enable-native-access=ALL-UNNAMED -Xmx512m "-Dorg.bytedeco.javacpp.cachedir=$root/target/javacpp-cache" -jar "$jar")
+
+# Every process this script starts, by PID; the trap stops them whatever happens.
+declare -a all_pids=()
+cleanup() {
+  for p in "${all_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+next_port=$(( 20000 + RANDOM % 30000 ))
+free_port() {   # prints a port nothing listens on
+  while (exec 3<>"/dev/tcp/127.0.0.1/$next_port") 2>/dev/null; do next_port=$((next_port + 1)); done
+  echo "$next_port"; next_port=$((next_port + 1))
+}
+wait_for() {    # wait_for FILE TEXT SECONDS PID
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$4" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+applied() {     # applied METRICS_PORT: the pserver's pserver_gradients_applied_total, 0 if unreachable
+  local v
+  v=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && cat <&3) 2>/dev/null \
+      | awk '$1 == "pserver_gradients_applied_total" { printf "%d", $2 }')
+  echo "${v:-0}"
+}
+
+# --- etcd -------------------------------------------------------------------------------------
+etcd_port=$(free_port) peer_port=$(free_port)
+etcd_url="http://127.0.0.1:$etcd_port"
+etcd --name cluster --data-dir "$out/etcd" \
+  --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+  --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+  --initial-cluster "cluster=http://127.0.0.1:$peer_port" >"$out/etcd.log" 2>&1 &
+etcd_pid=$!; all_pids+=("$etcd_pid")
+wait_for "$out/etcd.log" "ready to serve client requests" 30 "$etcd_pid" || { say "etcd did not start; see $out/etcd.log"; exit 1; }
+say "etcd on $etcd_url"
+
+# --- pservers -----------------------------------------------------------------------------------
+declare -a ps_pid ps_port ps_metrics ps_applied_before
+start_pserver() {   # start_pserver INDEX: (re)starts pserver INDEX on its ports and directory
+  local i=$1 log="$out/pserver-$1.log"
+  echo "--- start $(date +%T)" >>"$log"
+  # shellcheck disable=SC2086
+  "${java_cmd[@]}" serve --port "${ps_port[$i]}" --index "$i" --etcd-endpoint "$etcd_url" \
+    --num-pservers "$pservers" --checkpoint-path "$out/checkpoints-$i" --checkpoint-interval 5s \
+    --metrics-port "${ps_metrics[$i]}" ${PSERVER_ARGS:-} >>"$log" 2>&1 &
+  ps_pid[$i]=$!; all_pids+=("${ps_pid[$i]}")
+  wait_for "$log" "listening on" 120 "${ps_pid[$i]}" || { say "pserver $i did not start; see $log"; return 1; }
+}
+for ((i = 0; i < pservers; i++)); do
+  ps_port[$i]=$(free_port); ps_metrics[$i]=$(free_port); ps_applied_before[$i]=0
+  start_pserver "$i"
+done
+say "$pservers pservers up"
+
+# --- trainers -----------------------------------------------------------------------------------
+declare -a tr_pid
+for ((t = 0; t < trainers; t++)); do
+  # shellcheck disable=SC2086
+  "${java_cmd[@]}" demo --etcd "$etcd_url" ${TRAINER_ARGS:-} >"$out/trainer-$t.log" 2>&1 &
+  tr_pid[$t]=$!; all_pids+=("${tr_pid[$t]}")
+done
+say "$trainers trainers started; running for ${duration}s"
+
+# --- run, with optional chaos --------------------------------------------------------------------
+start=$(date +%s) restarts=0 failed_restarts=0 last_kill=$start
+while (( $(date +%s) - start < duration )); do
+  running=0
+  for p in "${tr_pid[@]}"; do kill -0 "$p" 2>/dev/null && running=$((running + 1)); done
+  (( running == 0 )) && { say "all trainers finished early"; break; }
+  if (( kill_every > 0 && $(date +%s) - last_kill >= kill_every )); then
+    victim=$(( RANDOM % pservers ))
+    ps_applied_before[$victim]=$(( ps_applied_before[victim] + $(applied "${ps_metrics[$victim]}") ))
+    say "SIGKILL pserver $victim (pid ${ps_pid[$victim]}), restarting it"
+    kill -KILL "${ps_pid[$victim]}"; wait "${ps_pid[$victim]}" 2>/dev/null || true
+    if start_pserver "$victim"; then restarts=$((restarts + 1)); else failed_restarts=$((failed_restarts + 1)); fi
+    last_kill=$(date +%s)
+  fi
+  sleep 1
+done
+elapsed=$(( $(date +%s) - start )); (( elapsed > 0 )) || elapsed=1
+
+# --- stop: trainers, then pservers (final checkpoints), then etcd ----------------------------------
+total=0
+for ((i = 0; i < pservers; i++)); do total=$(( total + ps_applied_before[i] + $(applied "${ps_metrics[$i]}") )); done
+trainer_failures=0
+for p in "${tr_pid[@]}"; do
+  kill -TERM "$p" 2>/dev/null || true
+  rc=0; wait "$p" 2>/dev/null || rc=$?
+  (( rc == 0 || rc == 143 )) || trainer_failures=$((trainer_failures + 1))
+done
+exits=""
+for ((i = 0; i < pservers; i++)); do
+  kill -TERM "${ps_pid[$i]}" 2>/dev/null || true
+  rc=0; wait "${ps_pid[$i]}" 2>/dev/null || rc=$?
+  exits="$exits $rc"
+done
+kill -TERM "$etcd_pid" 2>/dev/null || true; wait "$etcd_pid" 2>/dev/null || true
+
+accuracy=""
+for ((t = 0; t < trainers; t++)); do
+  a=$(grep -oiE 'accuracy[ =:]+[0-9.]+' "$out/trainer-$t.log" | tail -1 | grep -oE '[0-9.]+$' || true)
+  accuracy="$accuracy ${a:-?}"
+done
+
+cat <<SUMMARY
+cluster summary ($out)
+  processes:                  etcd, $pservers pservers, $trainers trainers, ${elapsed}s
+  gradients applied:          $total ($(( total / elapsed ))/s)
+  pserver restarts survived:  $restarts (failed: $failed_restarts)
+  final accuracy per trainer:$accuracy
+  trainer failures:           $trainer_failures
+  pserver exit codes:        $exits
+SUMMARY
+[ "$failed_restarts" = 0 ] && [ "$trainer_failures" = 0 ] && [ -z "$(echo "$exits" | tr -d ' 0')" ]
