@@ -9,9 +9,11 @@
 #
 # Defaults: 60 s, 3 pservers, 4 trainers, no kills, a temp dir (kept: logs, checkpoints, etcd).
 # Extra trainer flags go in TRAINER_ARGS, extra pserver flags in PSERVER_ARGS.
-# Needs etcd (Debian: etcd-server) and target/pserver.jar (built by bin/pserver when missing).
+# Needs etcd (Debian: etcd-server) and target/pserver.jar (built by bin/pserver when missing), or
+# PSERVER_CMD: the command that runs the pserver CLI (e.g. "java -cp CLASSPATH org.pserver.cli.Main").
 # Exit status: 0 when every pserver restarted by the script came back, no trainer failed and every
-# pserver exited 0 on SIGTERM.
+# pserver exited 0 on SIGTERM. A trainer that ran fine but stayed below the demo's accuracy bar is
+# reported, not counted as a failure.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 duration=60 pservers=3 trainers=4 kill_every=0 out=""
@@ -31,9 +33,13 @@ mkdir -p "$out"
 say() { printf '[cluster] %s\n' "$*" >&2; }
 
 command -v etcd >/dev/null || { say "etcd not found (Debian: apt-get install etcd-server)"; exit 2; }
-"$root/bin/pserver" --version >/dev/null   # builds target/pserver.jar when missing or stale
-jar="$root/target/pserver.jar"
-java_cmd=(java --enable-native-access=ALL-UNNAMED -Xmx512m "-Dorg.bytedeco.javacpp.cachedir=$root/target/javacpp-cache" -jar "$jar")
+if [ -n "${PSERVER_CMD:-}" ]; then
+  # e.g. the tests: "java -cp <their classpath> org.pserver.cli.Main" (no build from inside a build)
+  read -r -a java_cmd <<<"$PSERVER_CMD"
+else
+  "$root/bin/pserver" --version >/dev/null   # builds target/pserver.jar when missing or stale
+  java_cmd=(java --enable-native-access=ALL-UNNAMED -Xmx512m "-Dorg.bytedeco.javacpp.cachedir=$root/target/javacpp-cache" -jar "$root/target/pserver.jar")
+fi
 
 # Every process this script starts, by PID; the trap stops them whatever happens.
 declare -a all_pids=()
@@ -43,9 +49,9 @@ cleanup() {
 trap cleanup EXIT
 
 next_port=$(( 20000 + RANDOM % 30000 ))
-free_port() {   # prints a port nothing listens on
+free_port() {   # free_port VAR: sets VAR to a port nothing listens on (no subshell: the counter must advance)
   while (exec 3<>"/dev/tcp/127.0.0.1/$next_port") 2>/dev/null; do next_port=$((next_port + 1)); done
-  echo "$next_port"; next_port=$((next_port + 1))
+  printf -v "$1" '%s' "$next_port"; next_port=$((next_port + 1))
 }
 wait_for() {    # wait_for FILE TEXT SECONDS PID
   local i
@@ -64,14 +70,19 @@ applied() {     # applied METRICS_PORT: the pserver's pserver_gradients_applied_
 }
 
 # --- etcd -------------------------------------------------------------------------------------
-etcd_port=$(free_port) peer_port=$(free_port)
+free_port etcd_port; free_port peer_port
 etcd_url="http://127.0.0.1:$etcd_port"
-etcd --name cluster --data-dir "$out/etcd" \
+etcd --name cluster --data-dir "$out/etcd" --logger=zap --listen-metrics-urls '' \
   --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
   --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
   --initial-cluster "cluster=http://127.0.0.1:$peer_port" >"$out/etcd.log" 2>&1 &
 etcd_pid=$!; all_pids+=("$etcd_pid")
-wait_for "$out/etcd.log" "ready to serve client requests" 30 "$etcd_pid" || { say "etcd did not start; see $out/etcd.log"; exit 1; }
+etcd_healthy() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$etcd_port" && printf 'GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && cat <&3) 2>/dev/null \
+    | grep -q '"health":"true"'
+}
+for ((i = 0; i < 300; i++)); do etcd_healthy && break; kill -0 "$etcd_pid" 2>/dev/null || break; sleep 0.1; done
+etcd_healthy || { say "etcd did not become healthy; see $out/etcd.log"; exit 1; }
 say "etcd on $etcd_url"
 
 # --- pservers -----------------------------------------------------------------------------------
@@ -81,13 +92,13 @@ start_pserver() {   # start_pserver INDEX: (re)starts pserver INDEX on its ports
   echo "--- start $(date +%T)" >>"$log"
   # shellcheck disable=SC2086
   "${java_cmd[@]}" serve --port "${ps_port[$i]}" --index "$i" --etcd-endpoint "$etcd_url" \
-    --num-pservers "$pservers" --checkpoint-path "$out/checkpoints-$i" --checkpoint-interval 5s \
+    --num-pservers "$pservers" --advertise-host 127.0.0.1 --checkpoint-path "$out/checkpoints-$i" --checkpoint-interval 5s \
     --metrics-port "${ps_metrics[$i]}" ${PSERVER_ARGS:-} >>"$log" 2>&1 &
   ps_pid[$i]=$!; all_pids+=("${ps_pid[$i]}")
   wait_for "$log" "listening on" 120 "${ps_pid[$i]}" || { say "pserver $i did not start; see $log"; return 1; }
 }
 for ((i = 0; i < pservers; i++)); do
-  ps_port[$i]=$(free_port); ps_metrics[$i]=$(free_port); ps_applied_before[$i]=0
+  free_port port; ps_port[$i]=$port; free_port port; ps_metrics[$i]=$port; ps_applied_before[$i]=0
   start_pserver "$i"
 done
 say "$pservers pservers up"
@@ -96,7 +107,8 @@ say "$pservers pservers up"
 declare -a tr_pid
 for ((t = 0; t < trainers; t++)); do
   # shellcheck disable=SC2086
-  "${java_cmd[@]}" demo --etcd "$etcd_url" ${TRAINER_ARGS:-} >"$out/trainer-$t.log" 2>&1 &
+  "${java_cmd[@]}" demo --etcd "$etcd_url" --pservers 0 --trainers 1 --duration "${duration}s" \
+    --out "$out/trainer-$t" ${TRAINER_ARGS:-} >"$out/trainer-$t.log" 2>&1 &
   tr_pid[$t]=$!; all_pids+=("${tr_pid[$t]}")
 done
 say "$trainers trainers started; running for ${duration}s"
@@ -119,14 +131,17 @@ while (( $(date +%s) - start < duration )); do
 done
 elapsed=$(( $(date +%s) - start )); (( elapsed > 0 )) || elapsed=1
 
-# --- stop: trainers, then pservers (final checkpoints), then etcd ----------------------------------
+# --- stop: wait for the trainers, then pservers (final checkpoints), then etcd ------------------------
 total=0
 for ((i = 0; i < pservers; i++)); do total=$(( total + ps_applied_before[i] + $(applied "${ps_metrics[$i]}") )); done
-trainer_failures=0
-for p in "${tr_pid[@]}"; do
-  kill -TERM "$p" 2>/dev/null || true
+trainer_failures=0 below_bar=0
+for p in "${tr_pid[@]}"; do   # each trainer stops by itself after --duration, then evaluates
   rc=0; wait "$p" 2>/dev/null || rc=$?
-  (( rc == 0 || rc == 143 )) || trainer_failures=$((trainer_failures + 1))
+  case "$rc" in
+    0) ;;
+    3) below_bar=$((below_bar + 1)) ;;   # ran fine, accuracy below the demo's bar
+    *) trainer_failures=$((trainer_failures + 1)) ;;
+  esac
 done
 exits=""
 for ((i = 0; i < pservers; i++)); do
@@ -149,6 +164,7 @@ cluster summary ($out)
   pserver restarts survived:  $restarts (failed: $failed_restarts)
   final accuracy per trainer:$accuracy
   trainer failures:           $trainer_failures
+  trainers below accuracy bar: $below_bar (a short run with frequent kills trains little)
   pserver exit codes:        $exits
 SUMMARY
 [ "$failed_restarts" = 0 ] && [ "$trainer_failures" = 0 ] && [ -z "$(echo "$exits" | tr -d ' 0')" ]

@@ -86,6 +86,7 @@ public final class PServerClient implements AutoCloseable {
   private final Duration initialBackoff;
   private final Duration maxBackoff;
   private final Function<String, ParameterWithConfig> reinitSource;
+  private final List<String> reinitNames;
   private final Connection[] connections;
   private final PushSequence[] sequences;
   private final Object[] reinitLocks;
@@ -104,6 +105,7 @@ public final class PServerClient implements AutoCloseable {
     this.initialBackoff = b.initialBackoff;
     this.maxBackoff = b.maxBackoff;
     this.reinitSource = b.reinitSource;
+    this.reinitNames = b.reinitNames;
     this.blockBytes = b.blockBytes;
     int n = directory.size();
     this.connections = new Connection[n];
@@ -522,20 +524,33 @@ public final class PServerClient implements AutoCloseable {
         return;
       }
       try {
+        // Every parameter of the job, not just those this client has touched: a pserver that is
+        // initialized with part of its parameters would be stuck with NOT_FOUND for the rest.
+        List<ParameterWithConfig> wholes = new ArrayList<>();
+        for (String name : reinitNames) {
+          ParameterWithConfig whole = reinitSource.apply(name);
+          if (whole == null) {
+            LOG.info("pserver {} came back empty, but trainer {} has no copy of {} yet: leaving it to another trainer", index, trainerId, name);
+            return;
+          }
+          wholes.add(whole);
+        }
         int count = 0;
-        for (Map.Entry<String, Blocks.Layout> e : layouts.entrySet()) {
-          String name = e.getKey();
-          ParameterWithConfig whole = Objects.requireNonNull(reinitSource.apply(name), "reinit source returned null for " + name);
-          for (Blocks.Piece piece : e.getValue().pieces(name, connections.length)) {
+        for (ParameterWithConfig whole : wholes) {
+          String name = whole.param().name();
+          Blocks.Layout layout = layouts.computeIfAbsent(name,
+              n -> Blocks.decide(whole.param().type(), whole.param().content().remaining(), blockBytes));
+          for (Blocks.Piece piece : layout.pieces(name, connections.length)) {
             if (piece.pserver() == index) {
-              Parameter part = new Parameter(piece.serverName(), whole.param().type(),
-                  piece.slice(whole.param().content(), whole.param().type().size()));
+              Parameter part = layout.split()
+                  ? new Parameter(piece.serverName(), whole.param().type(), piece.slice(whole.param().content(), whole.param().type().size()))
+                  : whole.param();
               initParamOn(index, new ParameterWithConfig(part, whole.config()));
               count++;
             }
           }
-          if (e.getValue().split() && partition(name) == index) {
-            initParamOn(index, layoutRecord(name, e.getValue()));
+          if (layout.split() && partition(name) == index) {
+            initParamOn(index, layoutRecord(name, layout));
           }
         }
         finishOn(index);
@@ -718,6 +733,7 @@ public final class PServerClient implements AutoCloseable {
     private int maxMessageBytes = 512 << 20;
     private Function<String, ManagedChannel> channelFactory;
     private Function<String, ParameterWithConfig> reinitSource;
+    private List<String> reinitNames = List.of();
     private int blockBytes = 1 << 20;
 
     private Builder(PServerDirectory directory) {
@@ -780,12 +796,14 @@ public final class PServerClient implements AutoCloseable {
     }
 
     /**
-     * How to re-initialize a parameter when its pserver comes back empty: given a name, its current
-     * value and config (typically this trainer's latest copy). Without it such a pserver is left
-     * for another trainer to re-initialize.
+     * How to re-initialize the parameters of a pserver that comes back empty: {@code names} is
+     * every parameter of the job, and {@code source} gives a name's current value and config
+     * (typically this trainer's latest copy), or null if this trainer has no copy yet (another
+     * trainer then does it). Without it such a pserver is left for another trainer to handle.
      */
-    public Builder reinitSource(Function<String, ParameterWithConfig> source) {
-      this.reinitSource = source;
+    public Builder reinitSource(java.util.Collection<String> names, Function<String, ParameterWithConfig> source) {
+      this.reinitNames = List.copyOf(names);
+      this.reinitSource = Objects.requireNonNull(source, "source");
       return this;
     }
 

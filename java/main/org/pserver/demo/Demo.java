@@ -151,14 +151,15 @@ public final class Demo {
     List<PServerClient> clients = new ArrayList<>();
     List<Thread> threads = new ArrayList<>();
     long parameters = model().size();
+    PServerDirectory first = directory(o, addresses);
     out.printf(Locale.ROOT, "pserver demo: %d pservers%s, %d trainers, an MLP of %,d parameters in %d named tensors, kernels %s%n",
-        o.pservers(), o.etcd() ? " through etcd " + o.etcdEndpoints() : "", o.trainers(), parameters, Mlp.NAMES.size(), Kernels.description());
+        first.size(), o.etcd() ? " through etcd " + o.etcdEndpoints() : "", o.trainers(), parameters, Mlp.NAMES.size(), Kernels.description());
     try {
       for (int t = 0; t < o.trainers(); t++) {
         DemoTrainer[] self = new DemoTrainer[1];
-        PServerClient client = PServerClient.builder(directory(o, addresses))
+        PServerClient client = PServerClient.builder(t == 0 ? first : directory(o, addresses))
             .selector(o.etcd() ? new EtcdSelector(o.etcdEndpoints(), Duration.ofSeconds(5)) : InitSelector.fixed(t == 0))
-            .reinitSource(name -> self[0].current(name))
+            .reinitSource(Mlp.NAMES, name -> self[0].current(name))
             .build();
         clients.add(client);
         self[0] = new DemoTrainer(t, client, task, model(), o.batch(), config, () -> System.nanoTime() > deadline, stats);

@@ -48,6 +48,7 @@ public final class DemoTrainer implements Runnable {
   /** The initializing trainer's job: random weights, stored on the pservers. */
   public void initializeParameters(long seed) {
     model.initialize(seed);
+    haveCopy = true;
     List<ParameterWithConfig> params = new ArrayList<>();
     for (int k = 0; k < 6; k++) {
       params.add(current(Mlp.NAMES.get(k)));
@@ -56,8 +57,16 @@ public final class DemoTrainer implements Runnable {
     client.finishInitParams();
   }
 
-  /** This trainer's latest copy of one parameter, with its optimizer config. */
+  private volatile boolean haveCopy;
+
+  /**
+   * This trainer's latest copy of one parameter, with its optimizer config; null before it has
+   * pulled or initialized the parameters (its zeros must not re-initialize anything).
+   */
   public synchronized ParameterWithConfig current(String name) {
+    if (!haveCopy) {
+      return null;
+    }
     int k = Mlp.NAMES.indexOf(name);
     float[] p = model.params[k];
     ByteBuffer b = ByteBuffer.allocate(4 * p.length).order(ByteOrder.LITTLE_ENDIAN);
@@ -71,6 +80,7 @@ public final class DemoTrainer implements Runnable {
       FloatBuffer f = ps.get(k).content().duplicate().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
       f.get(model.params[k]);
     }
+    haveCopy = true;
   }
 
   @Override

@@ -199,7 +199,7 @@ class PServerClientTest {
     Map<String, long[]> local = new ConcurrentHashMap<>();
     try (PServerClient c = PServerClient.builder(PServerDirectory.of(addrs)).selector(InitSelector.fixed(true))
         .backoff(Duration.ofMillis(10), Duration.ofMillis(200))
-        .reinitSource(name -> new ParameterWithConfig(new Parameter(name, ElementType.INT64, i64(local.get(name))), new byte[0]))
+        .reinitSource(List.of("x", "y"), name -> new ParameterWithConfig(new Parameter(name, ElementType.INT64, i64(local.get(name))), new byte[0]))
         .build()) {
       c.beginInitParams();
       c.initParams(List.of(counter("x", 2), counter("y", 2)));
