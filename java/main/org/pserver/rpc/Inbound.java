@@ -20,22 +20,26 @@ import java.util.concurrent.atomic.LongAdder;
  * stream holds those buffers until {@link #close()}; it is marked first, because reading past a
  * buffer of an unmarked stream would release it while our views still point into it.
  *
- * <p>Any other stream (the in-process transport, a stream whose buffers cannot be exposed) is read
- * into one heap array: correct, but a copy and an allocation, counted in {@link #copiedMessages()}.
+ * <p>gRPC sometimes merges runs of small frames into a heap array, and then cannot expose the rest
+ * of the message as ByteBuffers ({@code byteBufferSupported()} turns false). The rest is then
+ * copied, through a 64 KiB per-thread array, into one pooled off-heap buffer: one extra copy of
+ * that part, no heap allocation. Such messages are counted in {@link #copiedMessages()}, as are
+ * messages from other streams (the in-process transport), which are read into one heap array.
  *
- * <p>{@link #close()} releases the network buffers and the pooled buffer from {@link #pooled},
- * once; later calls do nothing. Not thread-safe beyond that: gRPC calls a call's listener methods
- * one at a time.
+ * <p>{@link #close()} releases the network buffers and the pooled buffers, once; later calls do
+ * nothing. Not thread-safe beyond that: gRPC calls a call's listener methods one at a time.
  */
 final class Inbound implements AutoCloseable {
   private static final LongAdder OPEN = new LongAdder();
   private static final LongAdder ZERO_COPY = new LongAdder();
   private static final LongAdder COPIED = new LongAdder();
+  private static final int BOUNCE = 64 * 1024;
+  private static final ThreadLocal<byte[]> BOUNCES = ThreadLocal.withInitial(() -> new byte[BOUNCE]);
 
   private final List<ByteBuffer> segments;
   private final ReceiveBuffers pool;
   private InputStream detached;
-  private ByteBuffer pooled;
+  private final List<ByteBuffer> pooled = new ArrayList<>(2);
   private boolean closed;
 
   private Inbound(List<ByteBuffer> segments, InputStream detached, ReceiveBuffers pool) {
@@ -48,7 +52,7 @@ final class Inbound implements AutoCloseable {
   /** Takes the message out of {@code in}: in place when the transport allows it. */
   static Inbound take(InputStream in, ReceiveBuffers pool) {
     try {
-      if (!(in instanceof Detachable d && in instanceof HasByteBuffer h && h.byteBufferSupported())) {
+      if (!(in instanceof Detachable d && in instanceof HasByteBuffer)) {
         return copied(in, pool);
       }
       InputStream s = d.detach();
@@ -63,11 +67,17 @@ final class Inbound implements AutoCloseable {
         while (s.available() > 0) {
           ByteBuffer b = hb.byteBufferSupported() ? hb.getByteBuffer() : null;
           if (b == null || !b.hasRemaining()) {
-            // The rest cannot be seen in place (e.g. gRPC merged small frames into an array):
-            // copy what is left; the views taken so far stay valid until close.
-            segs.add(ByteBuffer.wrap(s.readAllBytes()));
+            // The rest cannot be seen in place (gRPC merged small frames into an array): copy it
+            // off-heap. The views taken so far stay valid until close.
+            Inbound inbound = new Inbound(segs, s, pool);
+            try {
+              segs.add(inbound.copyRest(s));
+            } catch (IOException | RuntimeException e) {
+              inbound.close();
+              throw e;
+            }
             COPIED.increment();
-            return new Inbound(segs, s, pool);
+            return inbound;
           }
           segs.add(b);
           s.skip(b.remaining());
@@ -108,16 +118,27 @@ final class Inbound implements AutoCloseable {
     return segments;
   }
 
-  /**
-   * A pooled off-heap buffer of {@code bytes} bytes (64-byte aligned) that lives until {@link
-   * #close()}; at most one per message.
-   */
+  /** A pooled off-heap buffer of {@code bytes} bytes (64-byte aligned) that lives until {@link #close()}. */
   ByteBuffer pooled(int bytes) {
-    if (pooled != null) {
-      throw new IllegalStateException("one pooled buffer per message");
+    ByteBuffer b = pool.acquire(bytes);
+    pooled.add(b);
+    return b;
+  }
+
+  /** Copies what is left of {@code s} into a pooled buffer; returns a view of the bytes copied. */
+  private ByteBuffer copyRest(InputStream s) throws IOException {
+    int rest = s.available();
+    ByteBuffer dst = pooled(rest);
+    byte[] bounce = BOUNCES.get();
+    int at = 0, n;
+    while (at < rest && (n = s.read(bounce, 0, Math.min(bounce.length, rest - at))) > 0) {
+      dst.put(at, bounce, 0, n);
+      at += n;
     }
-    pooled = pool.acquire(bytes);
-    return pooled;
+    if (at != rest || s.read() != -1) {
+      throw new IOException("the message had " + at + " bytes where " + rest + " were announced");
+    }
+    return dst.slice(0, at);
   }
 
   @Override
@@ -127,10 +148,10 @@ final class Inbound implements AutoCloseable {
     }
     closed = true;
     OPEN.decrement();
-    if (pooled != null) {
-      pool.release(pooled);
-      pooled = null;
+    for (ByteBuffer b : pooled) {
+      pool.release(b);
     }
+    pooled.clear();
     if (detached != null) {
       try {
         detached.close();

@@ -20,6 +20,8 @@ final class FragmentedStream extends InputStream implements KnownLength, HasByte
   static final byte POISON = (byte) 0xEE;
 
   private final List<ByteBuffer> parts;
+  /** Parts gRPC would hold as merged arrays: not exposable as ByteBuffers. */
+  private final List<Boolean> arrays;
   private final AtomicInteger closes;
   private int part;
   private int offset;
@@ -27,8 +29,9 @@ final class FragmentedStream extends InputStream implements KnownLength, HasByte
   private boolean marked;
   private boolean closed;
 
-  private FragmentedStream(List<ByteBuffer> parts, AtomicInteger closes) {
+  private FragmentedStream(List<ByteBuffer> parts, List<Boolean> arrays, AtomicInteger closes) {
     this.parts = parts;
+    this.arrays = arrays;
     this.closes = closes;
     for (ByteBuffer b : parts) {
       remaining += b.capacity();
@@ -55,7 +58,20 @@ final class FragmentedStream extends InputStream implements KnownLength, HasByte
       parts.add(b);
       at += n;
     }
-    return new FragmentedStream(parts, closes);
+    List<Boolean> arrays = new ArrayList<>();
+    parts.forEach(b -> arrays.add(false));
+    return new FragmentedStream(parts, arrays, closes);
+  }
+
+  /**
+   * Marks parts as arrays gRPC merged small frames into: while one of them is ahead, {@link
+   * #byteBufferSupported()} is false, as for gRPC's composite buffer.
+   */
+  FragmentedStream withArrays(int... indices) {
+    for (int i : indices) {
+      arrays.set(i, true);
+    }
+    return this;
   }
 
   /** Overwrites parts {@code [from, to)}. */
@@ -132,13 +148,16 @@ final class FragmentedStream extends InputStream implements KnownLength, HasByte
 
   @Override
   public boolean byteBufferSupported() {
-    return true;
+    return !arrays.subList(part, parts.size()).contains(true);
   }
 
   @Override
   public ByteBuffer getByteBuffer() {
     if (part >= parts.size()) {
       return null;
+    }
+    if (arrays.get(part)) {
+      throw new UnsupportedOperationException("an array part");
     }
     ByteBuffer b = parts.get(part).duplicate();
     return b.position(offset);
@@ -147,9 +166,10 @@ final class FragmentedStream extends InputStream implements KnownLength, HasByte
   @Override
   public InputStream detach() {
     List<ByteBuffer> rest = new ArrayList<>(parts.subList(part, parts.size()));
-    FragmentedStream d = new FragmentedStream(rest, closes);
+    FragmentedStream d = new FragmentedStream(rest, new ArrayList<>(arrays.subList(part, parts.size())), closes);
     d.offset = offset;
     d.remaining -= offset;
+    arrays.subList(part, parts.size()).clear();
     parts.subList(part, parts.size()).clear();
     part = 0;
     offset = 0;

@@ -142,6 +142,27 @@ class RequestsTest {
   }
 
   @Test
+  void whenGrpcMergedFramesIntoAnArrayTheRestIsCopiedOffHeap() {
+    ReceiveBuffers p = new ReceiveBuffers(64L << 20);
+    SendGradsRequest req = sample(200_000);
+    byte[] wire = req.toByteArray();
+    long copiedBefore = Inbound.copiedMessages();
+    for (int[] arrays : new int[][] {{3}, {0}, {5, 9}}) {
+      AtomicInteger closes = new AtomicInteger();
+      Received<Grads> r = Requests.sendGrads(p).parse(
+          FragmentedStream.of(wire, true, closes, 16384).withArrays(arrays));
+      assertSameGrads(req, r.get(), "array parts " + java.util.Arrays.toString(arrays));
+      for (org.pserver.service.Gradient g : r.get().grads()) {
+        assertTrue(g.content().isDirect() || g.content().remaining() == 0);
+      }
+      r.close();
+      assertEquals(1, closes.get());
+    }
+    assertEquals(copiedBefore + 3, Inbound.copiedMessages());
+    assertEquals(0, Inbound.open());
+  }
+
+  @Test
   void anEmptyMessageIsARequestWithNoGradients() {
     AtomicInteger closes = new AtomicInteger();
     Received<Grads> r = Requests.sendGrads(pool).parse(FragmentedStream.of(new byte[0], true, closes, 1));
