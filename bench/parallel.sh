@@ -13,21 +13,15 @@ mode=short
 if [ "${1:-}" = "--full" ]; then mode=full; shift; fi
 if [ "${1:-}" = "--" ]; then shift; fi
 
-command -v g++ >/dev/null && command -v cmake >/dev/null \
+. bench/common.sh
+[ ${#native_flags[@]} -eq 0 ] \
   || { echo "bench/parallel.sh needs g++ and cmake: it measures the native kernels" >&2; exit 1; }
-
-echo "[bench] building (native kernels, tests skipped)..." >&2
-mvn -q -B -ntp test-compile dependency:build-classpath \
-  -Dmdep.outputFile=target/bench-classpath.txt -Dmdep.includeScope=test >&2
-cp="target/test-classes:target/classes:$(cat target/bench-classpath.txt)"
-cache="-Dorg.bytedeco.javacpp.cachedir=$PWD/target/javacpp-cache"
+bench_build
 
 if [ "$mode" = full ]; then rounds=11; ms=400; how='bench/parallel.sh --full'
 else rounds=5; ms=150; how='bench/parallel.sh'; fi
 
-cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | sed -n '1p' || true)
-jdk=$(java -version 2>&1 | sed -n '1p' || true)
-header="Measured $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU} ($(nproc) cores), ${jdk}, ${mode} mode (\`${how}\`): ${rounds} rounds of ${ms} ms per variant."
+header="$(bench_machine), ${mode} mode (\`${how}\`): ${rounds} rounds of ${ms} ms per variant."
 mkdir -p bench/results
 java $cache -Xms512m -Xmx512m -XX:MaxDirectMemorySize=3g --enable-native-access=ALL-UNNAMED -cp "$cp" \
   org.pserver.bench.ParallelCrossover bench/results "$header" "$rounds" "$ms" "$@"

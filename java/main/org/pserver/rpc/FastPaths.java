@@ -37,18 +37,12 @@ final class FastPaths {
     Map<String, ServerMethodDefinition<?, ?>> fast = new HashMap<>();
     put(fast, PServerGrpc.getSendGradsMethod().toBuilder(
             Requests.sendGrads(pool), PServerGrpc.getSendGradsMethod().getResponseMarshaller()).build(),
-        new UnaryHandler<Received<Grads>, SendGradsResponse>(r -> {
-          Grads g = r.get();
-          boolean dup = service.sendGrads(g.grads(), g.trainerId(), g.seq(), g.lowWatermark());
-          return SendGradsResponse.newBuilder().setDuplicate(dup).build();
-        }, Received::close));
+        new UnaryHandler<Received<Grads>, SendGradsResponse>(
+            r -> SendGradsResponse.newBuilder().setDuplicate(push(service, r)).build(), Received::close));
     put(fast, PServerGrpc.getSendGradMethod().toBuilder(
             Requests.sendGrad(pool), PServerGrpc.getSendGradMethod().getResponseMarshaller()).build(),
-        new UnaryHandler<Received<Grads>, SendGradResponse>(r -> {
-          Grads g = r.get();
-          boolean dup = service.sendGrads(g.grads(), g.trainerId(), g.seq(), g.lowWatermark());
-          return SendGradResponse.newBuilder().setDuplicate(dup).build();
-        }, Received::close));
+        new UnaryHandler<Received<Grads>, SendGradResponse>(
+            r -> SendGradResponse.newBuilder().setDuplicate(push(service, r)).build(), Received::close));
     put(fast, PServerGrpc.getInitParamMethod().toBuilder(
             Requests.initParam(pool), PServerGrpc.getInitParamMethod().getResponseMarshaller()).build(),
         new UnaryHandler<Received<ParameterWithConfig>, InitParamResponse>(r -> {
@@ -78,6 +72,12 @@ final class FastPaths {
       b.addMethod(m);
     }
     return b.build();
+  }
+
+  /** Applies a parsed push; true if it was a duplicate. */
+  private static boolean push(Service service, Received<Grads> r) {
+    Grads g = r.get();
+    return service.sendGrads(g.grads(), g.trainerId(), g.seq(), g.lowWatermark());
   }
 
   private static <Q, R> void put(
