@@ -20,9 +20,28 @@ final class ReceiveBuffers {
   private static final int MIN = 4096;
   private static final int MIB = 1 << 20;
 
-  /** The pool every pserver in this JVM shares: idle budget min(256 MiB, max heap / 4). */
-  static final ReceiveBuffers SHARED =
-      new ReceiveBuffers(Math.min(256L * MIB, Runtime.getRuntime().maxMemory() / 4));
+  /**
+   * The pool every pserver in this JVM shares. Idle budget: a quarter of the direct-memory limit
+   * ({@code -XX:MaxDirectMemorySize}, which defaults to the maximum heap), at most 1 GiB: enough
+   * to keep one buffer per trainer pushing large parameters without holding the whole limit.
+   */
+  static final ReceiveBuffers SHARED = new ReceiveBuffers(Math.min(1L << 30, maxDirectMemory() / 4));
+
+  /** The JVM's direct-memory limit, read through the HotSpot diagnostic bean where there is one. */
+  static long maxDirectMemory() {
+    try {
+      String v = java.lang.management.ManagementFactory
+          .getPlatformMXBean(com.sun.management.HotSpotDiagnosticMXBean.class)
+          .getVMOption("MaxDirectMemorySize").getValue();
+      long max = Long.parseLong(v);
+      if (max > 0) {
+        return max;
+      }
+    } catch (RuntimeException | LinkageError e) {
+      // not HotSpot, or no such option: the default below
+    }
+    return Runtime.getRuntime().maxMemory();
+  }
 
   private final long idleBudget;
   private final ConcurrentHashMap<Integer, ConcurrentLinkedDeque<ByteBuffer>> idle = new ConcurrentHashMap<>();
