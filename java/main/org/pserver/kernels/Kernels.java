@@ -22,6 +22,11 @@ import org.slf4j.LoggerFactory;
  * <p>{@value #ISA_PROPERTY} / {@value #ISA_ENV} ({@code auto}, {@code avx512}, {@code avx2},
  * {@code x86-64}) force the native instruction set, for benchmarks and tests.
  *
+ * <p>{@value #THREADS_PROPERTY} / {@value #THREADS_ENV} set how many threads one large update may
+ * use (default: 2, or 1 on a single-CPU machine; 1 never splits). With more than one, {@link
+ * #get()} wraps the chosen kernels in {@link ParallelKernels}, which splits updates of at least
+ * {@link ParallelKernels#DEFAULT_MIN_ELEMENTS} elements and leaves smaller ones alone.
+ *
  * <p>Trap: the native library is loaded at most once per JVM (and class loader); the first
  * outcome, success or the reason for failure, is final.
  */
@@ -30,6 +35,8 @@ public final class Kernels {
   public static final String ENV = "PSERVER_KERNELS";
   public static final String ISA_PROPERTY = "pserver.kernels.isa";
   public static final String ISA_ENV = "PSERVER_KERNELS_ISA";
+  public static final String THREADS_PROPERTY = "pserver.kernels.threads";
+  public static final String THREADS_ENV = "PSERVER_KERNELS_THREADS";
 
   private static final Logger LOG = LoggerFactory.getLogger(Kernels.class);
   private static final JavaKernels JAVA = new JavaKernels();
@@ -104,9 +111,14 @@ public final class Kernels {
   private static synchronized UpdateKernels choose() {
     if (chosen == null) {
       Choice c = decide(setting(PROPERTY, ENV), NativeHolder.KERNELS, NativeHolder.FAILURE);
+      int threads = threads(setting(THREADS_PROPERTY, THREADS_ENV), Runtime.getRuntime().availableProcessors());
       description = c.description();
-      chosen = c.kernels();
-      LOG.info("update kernels: {}", c.description());
+      chosen = threads > 1
+          ? new ParallelKernels(c.kernels(), threads, ParallelKernels.DEFAULT_MIN_ELEMENTS)
+          : c.kernels();
+      LOG.info("update kernels: {}; {}", c.description(), threads > 1
+          ? "updates of " + ParallelKernels.DEFAULT_MIN_ELEMENTS + " elements or more use " + threads + " threads"
+          : "one thread per update");
     }
     return chosen;
   }
@@ -137,6 +149,24 @@ public final class Kernels {
           throw new IllegalArgumentException(
               PROPERTY + " (or " + ENV + ") must be auto, native or java; got '" + mode + "'");
     };
+  }
+
+  /** Threads per large update from the setting (null or blank: 2, capped by the CPU count). */
+  static int threads(String setting, int cpus) {
+    if (setting == null || setting.isBlank()) {
+      return Math.max(1, Math.min(2, cpus));
+    }
+    int n;
+    try {
+      n = Integer.parseInt(setting.trim());
+    } catch (NumberFormatException e) {
+      n = 0;
+    }
+    if (n < 1 || n > 64) {
+      throw new IllegalArgumentException(
+          THREADS_PROPERTY + " (or " + THREADS_ENV + ") must be a number from 1 to 64; got '" + setting + "'");
+    }
+    return n;
   }
 
   private static String setting(String property, String env) {

@@ -301,6 +301,27 @@ public final class ParameterOptimizer {
   }
 
   /**
+   * Copies weights bytes {@code [from, from + dst.remaining())}, little-endian, into {@code dst} at
+   * its position and advances the position by that much: a piece of {@link #copyWeightsTo(ByteBuffer)}
+   * for callers that stream the weights out in chunks (under the caller's lock for all the chunks,
+   * so that together they are one consistent copy).
+   *
+   * @throws IndexOutOfBoundsException if the range is not within the weights; nothing is written
+   * @throws java.nio.ReadOnlyBufferException if {@code dst} is read-only
+   */
+  public void copyWeightsTo(int from, ByteBuffer dst) {
+    int at = dst.position();
+    int len = dst.remaining();
+    Objects.checkFromIndexSize(from, len, byteLength());
+    if (!Buffers.NATIVE_LITTLE_ENDIAN && (from % type.size() != 0 || len % type.size() != 0)) {
+      throw new IllegalArgumentException("on a big-endian machine, chunks must hold whole elements");
+    }
+    dst.put(at, param, from, len);
+    Buffers.littleEndianToNative(dst, at, at + len, type.size());
+    dst.position(at + len);
+  }
+
+  /**
    * A read-only view of the live weights: position 0, limit {@link #byteLength()}, native byte
    * order (little-endian on every platform pserver supports).
    *

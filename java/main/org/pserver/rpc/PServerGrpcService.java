@@ -3,7 +3,9 @@ package org.pserver.rpc;
 import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
 import io.grpc.Context;
+import io.grpc.BindableService;
 import io.grpc.Deadline;
+import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.nio.ByteBuffer;
@@ -38,14 +40,31 @@ import org.slf4j.LoggerFactory;
  * Adapts the {@code pserver.PServer} wire contract to {@link Service}: converts messages, maps
  * {@link PServerException} codes onto gRPC status codes one to one, and passes the call's
  * deadline. Holds no state and makes no decisions of its own.
+ *
+ * <p>{@link #bindService()} puts the bulk-data methods on their copy-avoiding paths ({@link
+ * FastPaths}); the methods below still serve them when those are off (tests and benchmarks compare
+ * the two) and always serve the other RPCs.
  */
-final class PServerGrpcService extends PServerGrpc.PServerImplBase {
+final class PServerGrpcService implements PServerGrpc.AsyncService, BindableService {
   private static final Logger LOG = LoggerFactory.getLogger(PServerGrpcService.class);
 
   private final Service service;
+  private final boolean fastPaths;
 
   PServerGrpcService(Service service) {
+    this(service, true);
+  }
+
+  /** With {@code fastPaths} false, every method uses the generated protobuf marshallers. */
+  PServerGrpcService(Service service, boolean fastPaths) {
     this.service = service;
+    this.fastPaths = fastPaths;
+  }
+
+  @Override
+  public ServerServiceDefinition bindService() {
+    ServerServiceDefinition generated = PServerGrpc.bindService(this);
+    return fastPaths ? FastPaths.bind(generated, service, ReceiveBuffers.SHARED) : generated;
   }
 
   @Override
@@ -136,9 +155,7 @@ final class PServerGrpcService extends PServerGrpc.PServerImplBase {
     try {
       result = body.get();
     } catch (PServerException e) {
-      out.onError(Status.fromCodeValue(io.grpc.Status.Code.valueOf(e.code().name()).value())
-          .withDescription(e.getMessage())
-          .asRuntimeException());
+      out.onError(status(e).asRuntimeException());
       return;
     } catch (RuntimeException e) {
       LOG.error("internal error", e);
@@ -149,7 +166,13 @@ final class PServerGrpcService extends PServerGrpc.PServerImplBase {
     out.onCompleted();
   }
 
-  private static ElementType type(int code) {
+  /** The gRPC status of a refused operation: the same code, the message as description. */
+  static Status status(PServerException e) {
+    return Status.fromCodeValue(io.grpc.Status.Code.valueOf(e.code().name()).value())
+        .withDescription(e.getMessage());
+  }
+
+  static ElementType type(int code) {
     if (code < 0 || code > 5) {
       throw new PServerException(
           PServerException.Code.INVALID_ARGUMENT, "unknown element type " + code + " (expected 0..5)");
@@ -189,7 +212,7 @@ final class PServerGrpcService extends PServerGrpc.PServerImplBase {
   }
 
   /** The call's deadline as a System.nanoTime() value, or Long.MAX_VALUE without one. */
-  private static long deadlineNanos() {
+  static long deadlineNanos() {
     Deadline d = Context.current().getDeadline();
     if (d == null) {
       return Long.MAX_VALUE;

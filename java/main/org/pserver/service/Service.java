@@ -324,18 +324,7 @@ public final class Service implements AutoCloseable {
 
   /** Consistent copies of parameters in the order asked; every name is checked first. */
   public List<Parameter> getParams(List<String> names, long deadlineNanos) {
-    if (names.isEmpty()) {
-      return List.of();
-    }
-    awaitInitialized(deadlineNanos);
-    List<Slot> slots = new ArrayList<>(names.size());
-    for (String name : names) {
-      Slot s = store.get(name);
-      if (s == null) {
-        throw new PServerException(Code.NOT_FOUND, Seed.parameterDoesNotExist(name));
-      }
-      slots.add(s);
-    }
+    List<Slot> slots = slots(names, deadlineNanos);
     List<Parameter> out = new ArrayList<>(slots.size());
     long sent = 0;
     for (Slot s : slots) {
@@ -352,6 +341,36 @@ public final class Service implements AutoCloseable {
     }
     metrics.parametersSent(out.size(), sent);
     return out;
+  }
+
+  /**
+   * The parameters in the order asked, to be read later with {@link WeightsSource#writeTo}: the
+   * same checks and waiting as {@link #getParams}, but no copy yet. A transport uses it to write
+   * each parameter's weights straight into its send buffers, one consistent copy each.
+   */
+  public List<WeightsSource> openParams(List<String> names, long deadlineNanos) {
+    List<Slot> slots = slots(names, deadlineNanos);
+    List<WeightsSource> out = new ArrayList<>(slots.size());
+    for (Slot s : slots) {
+      out.add(new WeightsSource(s));
+    }
+    return out;
+  }
+
+  private List<Slot> slots(List<String> names, long deadlineNanos) {
+    if (names.isEmpty()) {
+      return List.of();
+    }
+    awaitInitialized(deadlineNanos);
+    List<Slot> slots = new ArrayList<>(names.size());
+    for (String name : names) {
+      Slot s = store.get(name);
+      if (s == null) {
+        throw new PServerException(Code.NOT_FOUND, Seed.parameterDoesNotExist(name));
+      }
+      slots.add(s);
+    }
+    return slots;
   }
 
   private void awaitInitialized(long deadlineNanos) {
