@@ -351,9 +351,12 @@ public final class Service implements AutoCloseable {
   public List<WeightsSource> openParams(List<String> names, long deadlineNanos) {
     List<Slot> slots = slots(names, deadlineNanos);
     List<WeightsSource> out = new ArrayList<>(slots.size());
+    long bytes = 0;
     for (Slot s : slots) {
       out.add(new WeightsSource(s));
+      bytes += s.optimizer().byteLength();
     }
+    metrics.parametersSent(out.size(), bytes); // counted when the reply is prepared
     return out;
   }
 
