@@ -248,8 +248,9 @@ public final class Demo {
       double rate = secs > lastSeconds ? (u - lastUpdates) / (secs - lastSeconds) : 0;
       lastUpdates = u;
       lastSeconds = secs;
-      return String.format(Locale.ROOT, "[%s%s] %3.0f%%  %6d updates  loss %.3f  %5.1f updates/s",
-          "#".repeat(filled), ".".repeat(30 - filled), frac * 100, u, s.lastLoss(), rate);
+      String lossText = s.hasLoss() ? String.format(Locale.ROOT, "%.3f", s.lastLoss()) : "  -  ";
+      return String.format(Locale.ROOT, "[%s%s] %3.0f%%  %6d updates  loss %s  %5.1f updates/s",
+          "#".repeat(filled), ".".repeat(30 - filled), frac * 100, u, lossText, rate);
     }
   }
 

@@ -73,6 +73,11 @@ public final class DemoStats {
     return new ArrayList<>(failures);
   }
 
+  /** True once the loss curve has a point. */
+  public synchronized boolean hasLoss() {
+    return !curve.isEmpty();
+  }
+
   /** The latest curve point's loss, or NaN. */
   public synchronized double lastLoss() {
     return curve.isEmpty() ? Double.NaN : curve.get(curve.size() - 1).loss();
