@@ -26,6 +26,8 @@ class EtcdClientOwnershipTest {
 
   static final int TTL = 2;
   static final long TTL_NANOS = TimeUnit.SECONDS.toNanos(TTL);
+  /** How soon a deleted key or a revoked lease must end ownership: seen by a watch, not by expiry. */
+  static final Duration PROMPT = Duration.ofMillis(1500);
   static final Duration SHORT = Duration.ofSeconds(2);
   /** Generous: after an outage gRPC reconnects with its own exponential backoff (1 s, 1.6 s, ...). */
   static final Duration RECOVERY = Duration.ofSeconds(15);
@@ -114,17 +116,17 @@ class EtcdClientOwnershipTest {
     assertEquals(0, c.register(7801));
     long lease = c.leaseId();
 
-    long t0 = System.nanoTime();
+    // The lease stays alive, so only the watch on /ps/0 can notice. The clock starts when the
+    // delete is done (etcdctl has returned): starting a Go binary on a loaded 2-core machine can
+    // take most of a second by itself.
     etcd.etcdctl("del", "/ps/0");
-    Await.until(Duration.ofSeconds(1), () -> !c.isOwner(), "the watch notices the delete");
-    long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
-    assertTrue(ms < 1000, ms + " ms");
+    Await.until(PROMPT, () -> !c.isOwner(), "the watch notices the delete");
     Await.until(RECOVERY, c::isOwner, () -> "re-registered; events " + events);
     assertEquals(lease, c.leaseId(), "the lease was alive: reused");
     assertEquals(lease, etcd.keys("/ps/0").get("/ps/0").lease());
 
     etcd.etcdctl("lease", "revoke", Long.toHexString(lease));
-    Await.until(Duration.ofSeconds(1), () -> !c.isOwner(), "a revoked lease ends ownership");
+    Await.until(PROMPT, () -> !c.isOwner(), "a revoked lease ends ownership");
     Await.until(RECOVERY, c::isOwner, () -> "re-registered on a new lease; events " + events);
     assertNotEquals(lease, c.leaseId());
     assertEquals(c.leaseId(), etcd.keys("/ps/0").get("/ps/0").lease());

@@ -22,7 +22,11 @@ class EtcdListerTest {
   @RegisterExtension static final EtcdServerExtension ETCD = new EtcdServerExtension("lister");
 
   /** Far below the seed's 10 s poll: changes must arrive through the watch. */
-  static final Duration PROMPT = Duration.ofSeconds(1);
+  /**
+   * How soon a change in /ps/ must be seen: far below the seed's 10 s poll, with room for a loaded
+   * 2-core machine.
+   */
+  static final Duration PROMPT = Duration.ofSeconds(3);
   static final Duration RECOVERY = Duration.ofSeconds(15);
 
   private final List<AutoCloseable> open = new CopyOnWriteArrayList<>();
