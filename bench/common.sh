@@ -23,3 +23,18 @@ bench_machine() {
   jdk=$(java -version 2>&1 | sed -n '1p' || true)
   echo "Measured $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU} ($(nproc) cores), ${jdk}"
 }
+
+# For the benchmarks that run pserver processes: "bench_servers SCRIPT [--full]" sets $mode (short,
+# or full), $how (the command, for report headers) and $kernels (native, or java when the native
+# kernels cannot be built here, said once), then builds.
+bench_servers() {
+  local script="$1"; shift
+  mode=short how="$script"
+  if [ "${1:-}" = "--full" ]; then mode=full how="$script --full"; fi
+  kernels=native
+  if [ ${#native_flags[@]} -gt 0 ]; then
+    echo "[bench] no g++ or cmake on PATH: building without the native kernels (the pservers use Java kernels)" >&2
+    kernels=java
+  fi
+  bench_build
+}

@@ -11,18 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mode=short
-if [ "${1:-}" = "--full" ]; then mode=full; shift; fi
-
 . bench/common.sh
-kernels=native
-if [ ${#native_flags[@]} -gt 0 ]; then
-  echo "[bench] no g++ or cmake on PATH: building without the native kernels (the server uses Java kernels)" >&2
-  kernels=java
-fi
-bench_build
+bench_servers bench/transport.sh "$@"
 
-how='bench/transport.sh'; [ "$mode" = full ] && how='bench/transport.sh --full'
 header="$(bench_machine), grpc-java 1.85.1 on Netty 4.2, ${mode} mode (\`${how}\`)."
 
 mkdir -p bench/results

@@ -12,9 +12,7 @@ import io.grpc.MethodDescriptor;
 import io.grpc.netty.NettyChannelBuilder;
 import io.grpc.protobuf.ProtoUtils;
 import io.grpc.stub.ClientCalls;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.io.PrintWriter;
 import java.net.InetSocketAddress;
 import java.net.StandardSocketOptions;
@@ -448,34 +446,13 @@ public final class TransportBench {
     }
   }
 
-  /** Reads the server's output until its READY line; the rest goes to {@code log}. */
+  /** Waits for the server's READY line ({@code pserver=P stock=P raw=P tcp=P}); its output goes to {@code log}. */
   static Ports awaitReady(Process server, Path log) throws IOException {
-    BufferedReader in = new BufferedReader(new InputStreamReader(server.getInputStream(), StandardCharsets.UTF_8));
-    PrintWriter file = new PrintWriter(Files.newBufferedWriter(log, StandardCharsets.UTF_8), true);
-    String line;
-    while ((line = in.readLine()) != null) {
-      file.println(line);
-      if (line.startsWith("READY ")) {
-        Map<String, Integer> p = new LinkedHashMap<>();
-        for (String kv : line.substring(6).split(" ")) {
-          String[] a = kv.split("=");
-          p.put(a[0], Integer.parseInt(a[1]));
-        }
-        Thread drain = new Thread(() -> {
-          try {
-            String l;
-            while ((l = in.readLine()) != null) {
-              file.println(l);
-            }
-          } catch (IOException e) {
-            // server gone
-          }
-        }, "server-log");
-        drain.setDaemon(true);
-        drain.start();
-        return new Ports(p.get("pserver"), p.get("stock"), p.get("raw"), p.get("tcp"));
-      }
+    Map<String, Integer> p = new LinkedHashMap<>();
+    for (String kv : Children.awaitReady(server, log).split(" ")) {
+      String[] a = kv.split("=");
+      p.put(a[0], Integer.parseInt(a[1]));
     }
-    throw new IOException("the server exited before it was ready; see " + log);
+    return new Ports(p.get("pserver"), p.get("stock"), p.get("raw"), p.get("tcp"));
   }
 }

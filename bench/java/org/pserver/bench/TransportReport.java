@@ -46,16 +46,7 @@ public final class TransportReport {
     if (cell == null || !cell.has(variant)) {
       return null;
     }
-    JsonArray a = cell.getAsJsonArray(variant);
-    double[] v = new double[a.size()];
-    for (int i = 0; i < v.length; i++) {
-      v[i] = f.applyAsDouble(a.get(i).getAsJsonObject());
-    }
-    return v;
-  }
-
-  static double mbps(JsonObject s) {
-    return s.get("bytes").getAsDouble() / s.get("seconds").getAsDouble() / 1e6;
+    return Children.each(cell.getAsJsonArray(variant), f);
   }
 
   static double allocPerByte(JsonObject s) {
@@ -73,7 +64,7 @@ public final class TransportReport {
 
   /** Per-round ratios of variant a to variant b, by throughput. */
   double[] ratio(int size, int n, String a, String b) {
-    double[] x = series(size, n, a, TransportReport::mbps), y = series(size, n, b, TransportReport::mbps);
+    double[] x = series(size, n, a, Children::mbps), y = series(size, n, b, Children::mbps);
     return x == null || y == null ? new double[0] : Stats.ratios(x, y);
   }
 
@@ -124,7 +115,7 @@ public final class TransportReport {
       for (int n : TransportBench.TRAINERS) {
         md.append("| ").append(Stats.size(size, "B")).append(" | ").append(n).append(" |");
         for (String v : TransportBench.VARIANTS) {
-          md.append(' ').append(Stats.f(median(size, n, v, TransportReport::mbps), 0)).append(" |");
+          md.append(' ').append(Stats.f(median(size, n, v, Children::mbps), 0)).append(" |");
         }
         md.append('\n');
       }
@@ -221,7 +212,7 @@ public final class TransportReport {
     for (int size : sizes) {
       for (int n : TransportBench.TRAINERS) {
         for (String v : TransportBench.VARIANTS) {
-          double m = median(size, n, v, TransportReport::mbps);
+          double m = median(size, n, v, Children::mbps);
           if (!Double.isNaN(m)) {
             lo = Math.min(lo, m);
             hi = Math.max(hi, m);
@@ -249,7 +240,7 @@ public final class TransportReport {
         int gx = ox + si * groupW + 10;
         s.append(String.format(Locale.ROOT, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s per call</text>%n", gx + (groupW - 20) / 2, top + plotH + 15, Stats.size(sizes[si], "B")));
         for (int vi = 0; vi < TransportBench.VARIANTS.length; vi++) {
-          double m = median(sizes[si], n, TransportBench.VARIANTS[vi], TransportReport::mbps);
+          double m = median(sizes[si], n, TransportBench.VARIANTS[vi], Children::mbps);
           if (Double.isNaN(m)) {
             continue;
           }

@@ -49,6 +49,14 @@ import org.slf4j.LoggerFactory;
  * are split per pserver and sent to all of them in parallel; results come back in the order asked.
  * Names may not contain {@code '#'}, which block names use.
  *
+ * <h2>Request size</h2>
+ *
+ * What goes to one pserver is cut into requests of at most {@linkplain Builder#requestBytes 4 MiB}
+ * of content (a parameter stored whole that is larger goes alone), with {@value #LANES} requests
+ * in flight per pserver, so the pserver applies one while the next arrives. One huge request per
+ * pserver was slower per byte the larger it got (grpc-java receives a message whole before
+ * anything can use it) and failed outright past the message limit, blocks or not.
+ *
  * <h2>Failures</h2>
  *
  * Every call has a per-attempt deadline. UNAVAILABLE and DEADLINE_EXCEEDED are retried with
@@ -76,6 +84,10 @@ import org.slf4j.LoggerFactory;
 public final class PServerClient implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PServerClient.class);
   private static final AtomicInteger THREADS = new AtomicInteger();
+  /** The default {@linkplain Builder#requestBytes request size}: 4 MiB of content. */
+  public static final long DEFAULT_REQUEST_BYTES = 4 << 20;
+  /** Requests in flight per pserver within one call: one is applied while the next arrives. */
+  static final int LANES = 2;
 
   private final PServerDirectory directory;
   private final InitSelector selector;
@@ -91,6 +103,7 @@ public final class PServerClient implements AutoCloseable {
   private final PushSequence[] sequences;
   private final Object[] reinitLocks;
   private final int blockBytes;
+  private final long requestBytes;
   /** Layouts of the parameters this client has seen, by user-visible name. */
   private final Map<String, Blocks.Layout> layouts = new ConcurrentHashMap<>();
   private final ExecutorService fanOut;
@@ -107,6 +120,7 @@ public final class PServerClient implements AutoCloseable {
     this.reinitSource = b.reinitSource;
     this.reinitNames = b.reinitNames;
     this.blockBytes = b.blockBytes;
+    this.requestBytes = b.requestBytes;
     int n = directory.size();
     this.connections = new Connection[n];
     this.sequences = new PushSequence[n];
@@ -205,12 +219,7 @@ public final class PServerClient implements AutoCloseable {
       }
     }
     List<Callable<Void>> tasks = new ArrayList<>();
-    byServer.forEach((index, list) -> tasks.add(() -> {
-      for (ParameterWithConfig p : list) {
-        initParamOn(index, p);
-      }
-      return null;
-    }));
+    byServer.forEach((index, list) -> lanes(tasks, list, p -> initParamOn(index, p)));
     all(tasks);
   }
 
@@ -290,8 +299,10 @@ public final class PServerClient implements AutoCloseable {
   // Gradients and parameters
 
   /**
-   * Applies gradients on their pservers: one push per pserver, all in parallel, each exactly once.
-   * The gradients' buffers are sent without copying and must not change until this returns.
+   * Applies gradients on their pservers, all in parallel, each exactly once: one push per pserver,
+   * or several of at most {@linkplain Builder#requestBytes the request size}, each applied all or
+   * nothing. The gradients' buffers are sent without copying and must not change until this
+   * returns.
    *
    * @throws PServerCallException if a push failed for good (others may have been applied)
    * @throws IllegalArgumentException if {@code grads} is empty
@@ -319,10 +330,8 @@ public final class PServerClient implements AutoCloseable {
       }
     }
     List<Callable<Void>> tasks = new ArrayList<>();
-    byServer.forEach((index, list) -> tasks.add(() -> {
-      push(index, list);
-      return null;
-    }));
+    byServer.forEach((index, list) ->
+        lanes(tasks, batches(list, g -> g.content().remaining(), requestBytes), batch -> push(index, batch)));
     all(tasks);
   }
 
@@ -376,7 +385,7 @@ public final class PServerClient implements AutoCloseable {
       }
     }
     List<Callable<Void>> tasks = new ArrayList<>();
-    byServer.forEach((index, wanted) -> tasks.add(() -> {
+    byServer.forEach((index, pieces) -> lanes(tasks, batches(pieces, w -> pieceBytes(names.get((Integer) w[0]), (Blocks.Piece) w[1]), requestBytes), wanted -> {
       GetParamsRequest.Builder req = GetParamsRequest.newBuilder();
       for (Object[] w : wanted) {
         req.addNames(((Blocks.Piece) w[1]).serverName());
@@ -397,7 +406,6 @@ public final class PServerClient implements AutoCloseable {
           p.getContent().copyTo(assembled[pos].slice(piece.offset() * type.size(), piece.count() * type.size()));
         }
       }
-      return null;
     }));
     all(tasks);
     for (int i = 0; i < names.size(); i++) {
@@ -577,6 +585,51 @@ public final class PServerClient implements AutoCloseable {
     }
   }
 
+  private long pieceBytes(String name, Blocks.Piece piece) {
+    return (long) piece.count() * layouts.get(name).type().size();
+  }
+
+  /**
+   * Cuts one pserver's items into consecutive batches of at most {@code limit} bytes each; an item
+   * larger than the limit makes a batch of its own.
+   */
+  static <T> List<List<T>> batches(List<T> items, java.util.function.ToLongFunction<T> bytes, long limit) {
+    List<List<T>> out = new ArrayList<>();
+    List<T> current = new ArrayList<>();
+    long size = 0;
+    for (T item : items) {
+      long b = bytes.applyAsLong(item);
+      if (!current.isEmpty() && size + b > limit) {
+        out.add(current);
+        current = new ArrayList<>();
+        size = 0;
+      }
+      current.add(item);
+      size += b;
+    }
+    if (!current.isEmpty()) {
+      out.add(current);
+    }
+    return out;
+  }
+
+  /**
+   * Adds tasks that do {@code work} for every item of one pserver, {@value #LANES} at a time: lane
+   * k takes items k, k + LANES, ... one after another.
+   */
+  private static <T> void lanes(List<Callable<Void>> tasks, List<T> items, java.util.function.Consumer<T> work) {
+    int lanes = Math.min(LANES, items.size());
+    for (int k = 0; k < lanes; k++) {
+      int first = k;
+      tasks.add(() -> {
+        for (int i = first; i < items.size(); i += lanes) {
+          work.accept(items.get(i));
+        }
+        return null;
+      });
+    }
+  }
+
   /** Runs the tasks in parallel (the last one on the calling thread) and rethrows the first failure. */
   private void all(List<Callable<Void>> tasks) {
     if (tasks.isEmpty()) {
@@ -735,6 +788,7 @@ public final class PServerClient implements AutoCloseable {
     private Function<String, ParameterWithConfig> reinitSource;
     private List<String> reinitNames = List.of();
     private int blockBytes = 1 << 20;
+    private long requestBytes = DEFAULT_REQUEST_BYTES;
 
     private Builder(PServerDirectory directory) {
       this.directory = Objects.requireNonNull(directory, "directory");
@@ -816,6 +870,20 @@ public final class PServerClient implements AutoCloseable {
         throw new IllegalArgumentException("blockBytes must be >= 0");
       }
       this.blockBytes = bytes;
+      return this;
+    }
+
+    /**
+     * The most content bytes in one request to a pserver, or in the reply to one (default 4 MiB):
+     * larger pushes and reads are cut into several requests, {@value PServerClient#LANES} in
+     * flight per pserver. A parameter stored whole that is larger is sent alone. Keep it well
+     * below the message limits of client and pservers.
+     */
+    public Builder requestBytes(long bytes) {
+      if (bytes < 1) {
+        throw new IllegalArgumentException("requestBytes must be >= 1");
+      }
+      this.requestBytes = bytes;
       return this;
     }
 

@@ -5,11 +5,18 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.grpc.Metadata;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -23,20 +30,40 @@ import org.pserver.testing.LocalPserver;
 /**
  * Large parameters as blocks spread over every pserver: odd sizes, a parameter smaller than one
  * block, one with more blocks than there are pservers, a trainer that never saw the layout, and
- * one pserver's blocks recovered from its checkpoint. Uses a tiny block size (64 bytes).
+ * one pserver's blocks recovered from its checkpoint, requests cut to the request size. Uses a tiny
+ * block size (64 bytes).
  */
 class BlocksTest {
   private static final int BLOCK = 64;
 
   @TempDir Path dir;
   final List<LocalPserver> pservers = new ArrayList<>();
+  final List<CallCounter> calls = new ArrayList<>();
   List<String> addrs;
+
+  /** Counts the calls a pserver receives, by method name. */
+  static final class CallCounter implements ServerInterceptor {
+    final Map<String, AtomicInteger> byMethod = new ConcurrentHashMap<>();
+
+    @Override
+    public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
+      byMethod.computeIfAbsent(call.getMethodDescriptor().getBareMethodName(), k -> new AtomicInteger()).incrementAndGet();
+      return next.startCall(call, headers);
+    }
+
+    int count(String method) {
+      AtomicInteger n = byMethod.get(method);
+      return n == null ? 0 : n.get();
+    }
+  }
 
   @BeforeEach
   void start() throws Exception {
     addrs = new ArrayList<>();
     for (int i = 0; i < 3; i++) {
-      LocalPserver p = new LocalPserver(i, dir, null);
+      CallCounter counter = new CallCounter();
+      calls.add(counter);
+      LocalPserver p = new LocalPserver(i, dir, counter);
       pservers.add(p);
       addrs.add(p.address());
     }
@@ -150,6 +177,41 @@ class BlocksTest {
       c.sendGrads(List.of(new Gradient("emb", ElementType.FLOAT32, f32(n, 1))));
       assertArrayEquals(minus(saved, floats(new Parameter("g", ElementType.FLOAT32, f32(n, 1)))), floats(c.getParam("emb")));
     }
+  }
+
+  private int total(String method) {
+    return calls.stream().mapToInt(c -> c.count(method)).sum();
+  }
+
+  @Test
+  void pushesAndReadsAreCutIntoRequestsOfAtMostTheRequestSize() {
+    int n = 100; // 7 blocks (6 of 64 bytes, one of 16) over 3 pservers: 3, 2 and 2 blocks
+    try (PServerClient c = PServerClient.builder(PServerDirectory.of(addrs)).selector(InitSelector.fixed(true))
+        .blockBytes(BLOCK).requestBytes(2 * BLOCK).build()) {
+      c.beginInitParams();
+      c.initParam(new ParameterWithConfig(new Parameter("big", ElementType.FLOAT32, f32(n, 0)), new byte[0]));
+      c.finishInitParams();
+      float[] w = floats(c.getParam("big"));
+      int reads = total("GetParams");
+      float[] g = floats(new Parameter("g", ElementType.FLOAT32, f32(n, 0.25f)));
+      int before = total("SendGrads");
+      c.sendGrads(List.of(new Gradient("big", ElementType.FLOAT32, f32(n, 0.25f))));
+      // At most 128 bytes per request: the pserver with 3 blocks (64 + 64 + 64 or 16) takes 2.
+      int pushes = total("SendGrads") - before;
+      assertEquals(4, pushes, "SendGrads requests for 7 blocks at 2 blocks per request (one per pserver without the cut: 3)");
+      c.sendGrads(List.of(new Gradient("big", ElementType.FLOAT32, f32(n, 0.25f))));
+      assertEquals(pushes, total("SendGrads") - before - pushes, "the same cut every time");
+      assertArrayEquals(minus(minus(w, g), g), floats(c.getParam("big")), "every block applied exactly once per push");
+      assertEquals(4, reads, "GetParams requests for 7 blocks at 2 blocks per request");
+    }
+  }
+
+  @Test
+  void batchesKeepOrderAndPutAnOversizedItemAlone() {
+    assertEquals(List.of(), PServerClient.batches(List.<Integer>of(), i -> i, 10));
+    assertEquals(List.of(List.of(4, 6), List.of(3, 3, 3), List.of(11), List.of(1)),
+        PServerClient.batches(List.of(4, 6, 3, 3, 3, 11, 1), i -> i, 10));
+    assertEquals(List.of(List.of(10), List.of(10)), PServerClient.batches(List.of(10, 10), i -> i, 10));
   }
 
   @Test
