@@ -104,14 +104,19 @@ class ZeroCopyTransportTest {
     stub.initParam(param("big", ElementType.FLOAT32, floats(n, i -> (float) (i % 1000)), sgd(1, 0)));
     stub.initParam(param("small", ElementType.FLOAT32, f32(1, 2, 3), sgd(1, 0)));
     stub.finishInitParams(FinishInitParamsRequest.getDefaultInstance());
-    long zeroCopyBefore = Inbound.zeroCopyMessages();
     for (int step = 1; step <= 3; step++) {
       stub.sendGrads(SendGradsRequest.newBuilder()
           .addGrads(grad("big", ElementType.FLOAT32, floats(n, i -> (float) (i % 7))))
           .addGrads(grad("small", ElementType.FLOAT32, f32(1, 1, 1)))
           .build());
     }
+    // A large message may arrive partly in a composite Netty buffer (a frame split across socket
+    // reads), whose rest is then copied off-heap: that depends on timing, so only the results of
+    // the large pushes are checked. A small request after the others arrives in one read, in one
+    // buffer, and must be seen in place.
+    long zeroCopyBefore = Inbound.zeroCopyMessages();
     stub.sendGrad(grad("small", ElementType.FLOAT32, f32(-1, -1, -1)));
+    assertEquals(zeroCopyBefore + 1, Inbound.zeroCopyMessages(), "a Netty request takes the zero-copy path");
     GetParamsResponse r = stub.getParams(GetParamsRequest.newBuilder().addNames("small").addNames("big").build());
     assertArrayEquals(new float[] {-1, 0, 1}, InProcessPServer.floats(r.getParams(0).getContent()));
     ByteBuffer big = r.getParams(1).getContent().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
@@ -121,7 +126,6 @@ class ZeroCopyTransportTest {
         throw new AssertionError("big[" + i + "] = " + big.getFloat(4 * i) + ", expected " + want);
       }
     }
-    assertTrue(Inbound.zeroCopyMessages() >= zeroCopyBefore + 4, "Netty requests take the zero-copy path");
     assertAllReleased();
   }
 
