@@ -175,7 +175,7 @@ public final class KernelReport {
   }
 
   private static String row(String what, double value, String goal, boolean met) {
-    return "| " + what + " | " + f(value, 2) + " | " + goal + " | " + (Double.isNaN(value) ? "?" : met ? "yes" : "**no**") + " |\n";
+    return "| " + what + " | " + f(value, 3) + " | " + goal + " | " + (Double.isNaN(value) ? "?" : met ? "yes" : "**no**") + " |\n";
   }
 
   String svg() {
