@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.lang.reflect.Proxy;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.List;
@@ -211,6 +212,32 @@ class KernelsContractTest {
       assertEquals("any", expect, "pserver.kernels.expect must be 'native' or 'any'");
       assertTrue(Kernels.nativeKernels().isPresent() || Kernels.nativeUnavailableReason().isPresent());
     }
+  }
+
+  /**
+   * The start-up self-test decides whether native kernels are used: a kernel that returns NaN
+   * must fail it (a plain {@code |got - want| > tol} test is false for NaN and would pass it).
+   */
+  @Test
+  void selfTestFailsOnNaN() {
+    UpdateKernels java = Kernels.java();
+    UpdateKernels nanAdam = (UpdateKernels) Proxy.newProxyInstance(
+        UpdateKernels.class.getClassLoader(), new Class<?>[] {UpdateKernels.class},
+        (proxy, method, args) -> {
+          if (method.getName().equals("name")) {
+            return "nan-adam";
+          }
+          Object r = method.invoke(java, args);
+          if (method.getName().equals("adam")) {
+            ((ByteBuffer) args[1]).putFloat(4 * ((int) args[5] + 1), Float.NaN);
+          }
+          return r;
+        });
+    IllegalStateException e =
+        assertThrows(IllegalStateException.class, () -> KnownAnswers.knownAnswers(nanAdam));
+    assertTrue(e.getMessage().contains("adam element 1 is NaN"), e.getMessage());
+    assertFalse(SelfCheck.run(nanAdam).ok());
+    KnownAnswers.knownAnswers(java); // and the unpoisoned kernels pass
   }
 
   @ParameterizedTest
