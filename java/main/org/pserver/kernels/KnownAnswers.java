@@ -109,9 +109,13 @@ final class KnownAnswers {
           }
         }
       }
-      double x = k.sumOfSquares(t, g, off, len, 0.5), y = ref.sumOfSquares(t, g, off, len, 0.5);
-      if (Double.doubleToLongBits(x) != Double.doubleToLongBits(y)) {
-        throw new IllegalStateException(k.name() + " self-test: sumOfSquares on " + t + " differs");
+      for (double scale : new double[] {1, 0x1p-600}) {
+        double x = k.sumOfSquares(t, g, off, len, 0.5, scale);
+        double y = ref.sumOfSquares(t, g, off, len, 0.5, scale);
+        if (Double.doubleToLongBits(x) != Double.doubleToLongBits(y)) {
+          throw new IllegalStateException(
+              k.name() + " self-test: sumOfSquares on " + t + " (scale " + scale + ") differs");
+        }
       }
     }
   }

@@ -141,9 +141,26 @@ public interface UpdateKernels {
 
   /**
    * The sum of squares of the gradient after element clipping, in double, in the fixed order
-   * of {@code psk_sum_squares} (so both implementations return the same bits).
+   * of {@code psk_sum_squares} (so both implementations return the same bits): each clipped
+   * element is converted to double and multiplied by {@code scale} before it is squared.
+   *
+   * <p>{@code scale} 1 is the plain sum. Trap: for FLOAT64 the plain sum overflows to +Inf once
+   * the L2 norm exceeds about 1.3e154, although every element is finite (no other type can get
+   * there). Then call again with a small power of two, e.g. 2^-600, which keeps any gradient's
+   * sum finite, and divide the norm by it.
+   *
+   * @param scale finite and {@code > 0}; a power of two rounds nothing extra
+   * @throws IllegalArgumentException for a bad buffer or range, a negative or NaN {@code
+   *     gradClip}, or a {@code scale} that is not finite and {@code > 0}
    */
-  double sumOfSquares(ElementType type, ByteBuffer grad, int offset, int length, double gradClip);
+  double sumOfSquares(
+      ElementType type, ByteBuffer grad, int offset, int length, double gradClip, double scale);
+
+  /** {@link #sumOfSquares(ElementType, ByteBuffer, int, int, double, double)} with scale 1. */
+  default double sumOfSquares(
+      ElementType type, ByteBuffer grad, int offset, int length, double gradClip) {
+    return sumOfSquares(type, grad, offset, length, gradClip, 1);
+  }
 
   /** True if no element is NaN or infinite; always true for integer types. */
   boolean allFinite(ElementType type, ByteBuffer grad, int offset, int length);
