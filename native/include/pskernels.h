@@ -15,6 +15,13 @@
  * - Arithmetic is done in "C": float for PSK_FLOAT32, double otherwise. Hyper-parameters arrive as
  *   double; each derived coefficient is computed in double first and then converted to C once per
  *   call (e.g. c1 = (C)(1 - beta1)).
+ * - Difference from the Go seed, float32 only: the seed stored float32 but evaluated each
+ *   expression in double (its hyper-parameters are double, so C++ promotes) and rounded once per
+ *   assignment; here every operation rounds to float, with float coefficients. A float32 result
+ *   can therefore differ from the seed's by a few float ulps per step (the seed's own per-step
+ *   storage rounding is one ulp). Chosen on purpose: twice the SIMD lanes and no conversions, and
+ *   it is what the Java kernels reproduce bit for bit. Float64 and integer types compute in double,
+ *   as the seed's formulas read.
  * - Integer parameters: the step s is computed in double and the new value is the exact sum p + s
  *   rounded half to even and saturated to the type's range (see "combine" below). So SGD with lr 1
  *   on integer gradients accumulates exactly. The optimizer state of integer parameters is double.

@@ -44,6 +44,15 @@ import org.pserver.ElementType;
  * ({@code gradClip == 0}: no clipping) and then multiplies it by {@code gradScale} ({@code 1}: no
  * scaling), without writing the gradient. {@link #sumOfSquares} gives the squared L2 norm a caller
  * needs to derive {@code gradScale} for norm clipping.
+ *
+ * <h2>Precision</h2>
+ *
+ * FLOAT32 parameters are computed in float: float coefficients (each derived in double, then
+ * rounded once per call) and a float rounding after every operation. FLOAT64 and the integer
+ * types compute in double. Trap: this is not the Go seed's float32 arithmetic, which evaluated
+ * each expression in double and rounded once per assignment, so a float32 result may differ from
+ * the seed's by a few float ulps per step. It is deliberate: twice the SIMD lanes per
+ * instruction, and both implementations reproduce it bit for bit.
  */
 public interface UpdateKernels {
 

@@ -44,6 +44,12 @@ import org.slf4j.LoggerFactory;
  * native/include/pskernels.h}); so SGD with lr 1 adds integers exactly, and a step smaller than
  * 0.5 leaves an integer weight where it is.
  *
+ * <p>Precision: FLOAT32 weights and state are updated in float arithmetic (every operation rounds
+ * to float, with float coefficients), whereas the seed evaluated each float32 expression in double
+ * and rounded once per assignment. So float32 results can differ from the seed's by a few float
+ * ulps per step (a deliberate choice: twice the SIMD lanes, and the Java kernels reproduce it bit
+ * for bit). FLOAT64 and the integer types compute in double.
+ *
  * <h2>Threads</h2>
  *
  * Not thread-safe. The caller serializes every call on one optimizer ({@link #update}, {@link
