@@ -216,6 +216,8 @@ class OptimizerConfigsTest {
         new Bad("linear_lr.lr_decay_b", linearLr(1, 0.1, -0.05)),
         new Bad("sgd.momentum", sgd(constLr(0.1), -0.9, 0, false)),
         new Bad("sgd.momentum", sgd(constLr(0.1), nan, 0, false)),
+        new Bad("sgd.momentum", sgd(constLr(0.1), 1, 0, false)),
+        new Bad("sgd.momentum", sgd(constLr(0.1), 1.5, 0, true)),
         new Bad("sgd.decay", sgd(constLr(0.1), 0, -0.01, false)),
         new Bad("sgd.decay", sgd(constLr(0.1), 0, inf, false)),
         new Bad("adam.beta_1", adam(constLr(0.1), 1, 0.999, 1e-8, 0)),
