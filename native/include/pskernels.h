@@ -15,6 +15,13 @@
  * - Arithmetic is done in "C": float for PSK_FLOAT32, double otherwise. Hyper-parameters arrive as
  *   double; each derived coefficient is computed in double first and then converted to C once per
  *   call (e.g. c1 = (C)(1 - beta1)).
+ * - Difference from the Go seed, float32 only: the seed stored float32 but evaluated each
+ *   expression in double (its hyper-parameters are double, so C++ promotes) and rounded once per
+ *   assignment; here every operation rounds to float, with float coefficients. A float32 result
+ *   can therefore differ from the seed's by a few float ulps per step (the seed's own per-step
+ *   storage rounding is one ulp). Chosen on purpose: twice the SIMD lanes and no conversions, and
+ *   it is what the Java kernels reproduce bit for bit. Float64 and integer types compute in double,
+ *   as the seed's formulas read.
  * - Integer parameters: the step s is computed in double and the new value is the exact sum p + s
  *   rounded half to even and saturated to the type's range (see "combine" below). So SGD with lr 1
  *   on integer gradients accumulates exactly. The optimizer state of integer parameters is double.
@@ -135,10 +142,16 @@ PSK_API int psk_accumulate(int type, void* p, const void* g, int64_t n, double a
 /** \brief dst = src for n elements. */
 PSK_API int psk_assign(int type, void* dst, const void* src, int64_t n);
 
-/** \brief Sum of squares of the clipped gradient, in double, in a fixed order:
- *  acc[i % 8] += y*y for y = (double)clip(x) (clip as in "prep", no scale); the result is
- *  ((acc0+acc1)+(acc2+acc3)) + ((acc4+acc5)+(acc6+acc7)). Writes it to *out. */
-PSK_API int psk_sum_squares(int type, const void* g, int64_t n, double gclip, double* out);
+/** \brief Sum of squares of the clipped, scaled gradient, in double, in a fixed order:
+ *  acc[i % 8] += y*y for y = (double)clip(x) * scale (clip as in "prep", in C; the scale is
+ *  applied in double, after the conversion); the result is
+ *  ((acc0+acc1)+(acc2+acc3)) + ((acc4+acc5)+(acc6+acc7)). Writes it to *out.
+ *  scale = 1 is the plain sum (multiplying by 1 changes no bit). A power of two such as 2^-600
+ *  keeps the sum finite when the squares of large float64 elements overflow (norm clipping
+ *  retries with it when the plain sum is +Inf); it changes no rounding for elements whose scaled
+ *  squares stay normal, and the ones that do not are negligible next to such a sum. */
+PSK_API int psk_sum_squares(int type, const void* g, int64_t n, double gclip, double scale,
+                            double* out);
 
 /** \brief Sets *out to 1 if no element is NaN or infinite (always 1 for integer types), else 0. */
 PSK_API int psk_all_finite(int type, const void* g, int64_t n, int* out);

@@ -132,14 +132,15 @@ int psk_assign(int type, void* dst, const void* src, int64_t n) {
 // The reductions also write their result for n == 0 (the empty sum, "all finite") when out is
 // given, so a caller never reads an unset value; with n == 0 a NULL out is accepted like any
 // other pointer.
-int psk_sum_squares(int type, const void* g, int64_t n, double gclip, double* out) {
+int psk_sum_squares(int type, const void* g, int64_t n, double gclip, double scale,
+                    double* out) {
   const int rc = check(type, n, {g, out});
   if (rc != PSK_OK) return rc;
   if (n == 0) {
     if (out != nullptr) *out = 0.0;
     return PSK_OK;
   }
-  *out = body().sum_squares(type, g, n, gclip);
+  *out = body().sum_squares(type, g, n, gclip, scale);
   return PSK_OK;
 }
 

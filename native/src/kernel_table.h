@@ -21,7 +21,7 @@ struct KernelTable {
                    double lr, double rho, double epsilon, double decay, double gscale,
                    double gclip);
   void (*accumulate)(int type, void* p, const void* g, int64_t n, double alpha);
-  double (*sum_squares)(int type, const void* g, int64_t n, double gclip);
+  double (*sum_squares)(int type, const void* g, int64_t n, double gclip, double scale);
   bool (*all_finite)(int type, const void* g, int64_t n);
 };
 

@@ -259,18 +259,19 @@ PSK_LOOP void accumulate_loop(T* __restrict p, const T* __restrict g, int64_t be
 
 // Eight running sums, element i feeding sum i % 8, combined pairwise at the end: the order the
 // header fixes. Each sum is a lane of one 8 x double vector, so vectorizing changes no rounding.
+// The scale multiplies in double after the conversion (a float32 prep scale could overflow).
 template <class T, class P>
-double sum_squares_loop(const T* __restrict g, int64_t n, P prep) {
+double sum_squares_loop(const T* __restrict g, int64_t n, P prep, double scale) {
   double acc[8] = {};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     for (int j = 0; j < 8; ++j) {
-      const double y = static_cast<double>(prep(g[i + j]));
+      const double y = static_cast<double>(prep(g[i + j])) * scale;
       acc[j] += y * y;
     }
   }
   for (int j = 0; i < n; ++i, ++j) {  // i is a multiple of 8 here, so i % 8 == j
-    const double y = static_cast<double>(prep(g[i]));
+    const double y = static_cast<double>(prep(g[i])) * scale;
     acc[j] += y * y;
   }
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
@@ -366,10 +367,10 @@ void accumulate(int type, void* p, const void* g, int64_t n, double alpha) {
   });
 }
 
-double sum_squares(int type, const void* g, int64_t n, double gclip) {
+double sum_squares(int type, const void* g, int64_t n, double gclip, double scale) {
   double out = 0;
   with_type_prep(type, gclip, 1.0, [&](auto tag, auto prep) {
-    out = sum_squares_loop(static_cast<const decltype(tag)*>(g), n, prep);
+    out = sum_squares_loop(static_cast<const decltype(tag)*>(g), n, prep, scale);
   });
   return out;
 }

@@ -380,19 +380,22 @@ void test_type(const char* tname, Rng& rng) {
         [&](Bufs<T>& b) { memcpy(b.p.data(), b.g.data(), static_cast<size_t>(n) * sizeof(T)); });
   });
 
-  // sum_squares: compared bit for bit, so the fixed summation order is checked too.
+  // sum_squares: compared bit for bit, so the fixed summation order is checked too; with the
+  // overflow scale 2^-600 as well (the special values include the type's largest finite ones).
   for (double gclip : clips) {
-    sweep(2, [&](int64_t n, int layout, int k) {
-      Buf<T> g(n, start_offset(layout, 0));
-      g.fill(rng, Role::kSigned, k == 0 ? 12 : 1 << 30);  // with and without special values
-      double got = -1;
-      const int rc = psk_sum_squares(type, g.data(), n, gclip, &got);
-      const double want = ref::sum_squares(g.data(), n, gclip);
-      expect(rc == PSK_OK && same(got, want),
-             std::string("sum_squares ") + tname + " clip=" + show(gclip) + " n=" +
-                 std::to_string(n) + " layout=" + std::to_string(layout) + ": got " + show(got) +
-                 ", want " + show(want));
-    });
+    for (double scale : {1.0, 0x1p-600}) {
+      sweep(2, [&](int64_t n, int layout, int k) {
+        Buf<T> g(n, start_offset(layout, 0));
+        g.fill(rng, Role::kSigned, k == 0 ? 12 : 1 << 30);  // with and without special values
+        double got = -1;
+        const int rc = psk_sum_squares(type, g.data(), n, gclip, scale, &got);
+        const double want = ref::sum_squares(g.data(), n, gclip, scale);
+        expect(rc == PSK_OK && same(got, want),
+               std::string("sum_squares ") + tname + " clip=" + show(gclip) + " scale=" +
+                   show(scale) + " n=" + std::to_string(n) + " layout=" +
+                   std::to_string(layout) + ": got " + show(got) + ", want " + show(want));
+      });
+    }
   }
 
   // all_finite: finite data, then one NaN or infinity at the start, the end, or inside.
@@ -462,12 +465,21 @@ void test_api() {
                       0, 1, 0) == PSK_OK, "adadelta n=0 NULL");
   expect(psk_accumulate(PSK_INT64, nullptr, nullptr, 0, 1) == PSK_OK, "accumulate n=0 NULL");
   expect(psk_assign(PSK_UINT32, nullptr, nullptr, 0) == PSK_OK, "assign n=0 NULL");
-  expect(psk_sum_squares(PSK_FLOAT32, nullptr, 0, 0, nullptr) == PSK_OK, "sum_squares n=0 NULL");
+  expect(psk_sum_squares(PSK_FLOAT32, nullptr, 0, 0, 1, nullptr) == PSK_OK, "sum_squares n=0 NULL");
   expect(psk_all_finite(PSK_FLOAT32, nullptr, 0, nullptr) == PSK_OK, "all_finite n=0 NULL");
-  expect(psk_sum_squares(PSK_FLOAT32, nullptr, 0, 0, &out) == PSK_OK && out == 0.0,
+  expect(psk_sum_squares(PSK_FLOAT32, nullptr, 0, 0, 1, &out) == PSK_OK && out == 0.0,
          "sum_squares n=0 gives 0");
   expect(psk_all_finite(PSK_FLOAT32, nullptr, 0, &flag) == PSK_OK && flag == 1,
          "all_finite n=0 gives 1");
+
+  // The overflow scale: the squares of these finite float64 elements overflow, scaled ones do
+  // not, and a power-of-two scale rounds nothing here (acc0 = acc1 = y*y, the rest 0).
+  const double big[2] = {1e200, -1e200};
+  const double y = 1e200 * 0x1p-600;
+  expect(psk_sum_squares(PSK_FLOAT64, big, 2, 0, 1, &out) == PSK_OK &&
+         out == std::numeric_limits<double>::infinity(), "sum_squares overflows unscaled");
+  expect(psk_sum_squares(PSK_FLOAT64, big, 2, 0, 0x1p-600, &out) == PSK_OK && out == y * y + y * y,
+         "sum_squares scaled by 2^-600: got " + show(out));
 
   // Each required pointer NULL in turn, with n > 0: PSK_ENULL and nothing touched.
   expect(psk_sgd(PSK_FLOAT32, nullptr, g, s1, 4, 0.1, 0.9, 0, 0, 1, 0) == PSK_ENULL, "sgd p");
@@ -485,7 +497,7 @@ void test_api() {
          PSK_ENULL, "adadelta eg");
   expect(psk_accumulate(PSK_FLOAT32, p, nullptr, 4, 1) == PSK_ENULL, "accumulate g");
   expect(psk_assign(PSK_FLOAT32, nullptr, g, 4) == PSK_ENULL, "assign dst");
-  expect(psk_sum_squares(PSK_FLOAT32, g, 4, 0, nullptr) == PSK_ENULL, "sum_squares out");
+  expect(psk_sum_squares(PSK_FLOAT32, g, 4, 0, 1, nullptr) == PSK_ENULL, "sum_squares out");
   expect(psk_all_finite(PSK_FLOAT32, nullptr, 4, &flag) == PSK_ENULL, "all_finite g");
   expect(p[0] == 1 && p[3] == 4 && s1[0] == 0 && s2[0] == 0 && s3[0] == 0,
          "failed calls wrote nothing");
@@ -504,7 +516,7 @@ void test_api() {
            "adadelta bad type");
     expect(psk_accumulate(bad, p, g, 4, 1) == PSK_EBADTYPE, "accumulate bad type");
     expect(psk_assign(bad, p, g, 4) == PSK_EBADTYPE, "assign bad type");
-    expect(psk_sum_squares(bad, g, 4, 0, &out) == PSK_EBADTYPE, "sum_squares bad type");
+    expect(psk_sum_squares(bad, g, 4, 0, 1, &out) == PSK_EBADTYPE, "sum_squares bad type");
     expect(psk_all_finite(bad, g, 4, &flag) == PSK_EBADTYPE, "all_finite bad type");
     expect(psk_sgd(bad, nullptr, nullptr, nullptr, 0, 0.1, 0, 0, 0, 1, 0) == PSK_EBADTYPE,
            "bad type wins over n == 0");
@@ -519,7 +531,7 @@ void test_api() {
            PSK_EBADLEN, "adadelta n<0");
     expect(psk_accumulate(PSK_FLOAT32, p, g, bad, 1) == PSK_EBADLEN, "accumulate n<0");
     expect(psk_assign(PSK_FLOAT32, p, g, bad) == PSK_EBADLEN, "assign n<0");
-    expect(psk_sum_squares(PSK_FLOAT32, g, bad, 0, &out) == PSK_EBADLEN, "sum_squares n<0");
+    expect(psk_sum_squares(PSK_FLOAT32, g, bad, 0, 1, &out) == PSK_EBADLEN, "sum_squares n<0");
     expect(psk_all_finite(PSK_FLOAT32, g, bad, &flag) == PSK_EBADLEN, "all_finite n<0");
     expect(psk_sgd(PSK_FLOAT32, nullptr, nullptr, nullptr, bad, 0.1, 0, 0, 0, 1, 0) ==
            PSK_EBADLEN, "n<0 wins over NULL");

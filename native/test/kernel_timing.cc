@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
       {"sum_squares", 4,
        [](Arrays& a, int64_t n) {
          double out;
-         psk_sum_squares(PSK_FLOAT32, a.g.data, n, 0, &out);
+         psk_sum_squares(PSK_FLOAT32, a.g.data, n, 0, 1, &out);
        }},
   };
 

@@ -153,10 +153,10 @@ void accumulate(T* p, const T* g, int64_t n, double alpha) {
 }
 
 template <class T>
-double sum_squares(const T* g, int64_t n, double gclip) {
+double sum_squares(const T* g, int64_t n, double gclip, double scale) {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   for (int64_t i = 0; i < n; i++) {
-    double y = (double)prep(g[i], 1.0, gclip);
+    double y = (double)prep(g[i], 1.0, gclip) * scale;
     acc[i % 8] += y * y;
   }
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));

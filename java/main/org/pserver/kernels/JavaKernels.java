@@ -398,8 +398,8 @@ public final class JavaKernels implements UpdateKernels {
 
   @Override
   public double sumOfSquares(
-      ElementType type, ByteBuffer grad, int offset, int length, double gradClip) {
-    KernelChecks.gradient(type, grad, offset, length, gradClip);
+      ElementType type, ByteBuffer grad, int offset, int length, double gradClip, double scale) {
+    KernelChecks.sumOfSquares(type, grad, offset, length, gradClip, scale);
     double[] acc = new double[8];
     Tiles t = TILES.get();
     double[] Y = t.dg;
@@ -409,10 +409,11 @@ public final class JavaKernels implements UpdateKernels {
         float[] G = t.g;
         loadGradF(floats(grad), at, n, G, 1, gradClip);
         for (int i = 0; i < n; i++) {
-          Y[i] = G[i];
+          Y[i] = G[i] * scale; // in double, after the conversion; * 1 changes no bit
         }
       } else {
-        loadGradD(type, grad, at, n, Y, 1, gradClip, t);
+        // The gradient scale of the other kernels is this scale here: both are (double)clip(x) * s
+        loadGradD(type, grad, at, n, Y, scale, gradClip, t);
       }
       // Lane i % 8 of the range: TILE is a multiple of 8, so tiles start at lane 0.
       int i = 0;

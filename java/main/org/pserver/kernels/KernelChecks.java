@@ -124,6 +124,15 @@ final class KernelChecks {
     buffer("source", src, type.size(), offset, length, false);
   }
 
+  /** The checks of sumOfSquares: those of {@link #gradient}, and a finite, positive scale. */
+  static void sumOfSquares(
+      ElementType type, ByteBuffer grad, int offset, int length, double gradClip, double scale) {
+    gradient(type, grad, offset, length, gradClip);
+    if (!(scale > 0) || Double.isInfinite(scale)) {
+      throw new IllegalArgumentException("scale must be finite and > 0, got " + scale);
+    }
+  }
+
   /** The checks of a read-only pass over a gradient (sumOfSquares, allFinite). */
   static void gradient(ElementType type, ByteBuffer grad, int offset, int length, double gradClip) {
     range(type, offset, length);

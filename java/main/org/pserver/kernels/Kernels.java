@@ -20,7 +20,10 @@ import org.slf4j.LoggerFactory;
  * </ul>
  *
  * <p>{@value #ISA_PROPERTY} / {@value #ISA_ENV} ({@code auto}, {@code avx512}, {@code avx2},
- * {@code x86-64}) force the native instruction set, for benchmarks and tests.
+ * {@code x86-64} on x86-64 builds; {@code portable}, the only body of other builds) force the
+ * native instruction set, for benchmarks and tests. Trap: a body this CPU or build lacks makes
+ * the native kernels unavailable (with {@code auto} the Java kernels then run and the log says
+ * why; with {@code native} start-up fails), it does not fall back to another body.
  *
  * <p>{@value #THREADS_PROPERTY} / {@value #THREADS_ENV} set how many threads one large update may
  * use (default: 2, or 1 on a single-CPU machine; 1 never splits). With more than one, {@link

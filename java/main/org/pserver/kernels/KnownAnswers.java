@@ -34,7 +34,11 @@ final class KnownAnswers {
     }
   }
 
-  private static void knownAnswers(UpdateKernels k) {
+  /**
+   * The known-answer half of {@link #check}, alone: for a test that feeds it wrong kernels (the
+   * agreement half would catch most of them first).
+   */
+  static void knownAnswers(UpdateKernels k) {
     ElementType f = ElementType.FLOAT32;
     float[] start = {0, 1, 2, 3, 4};
 
@@ -70,7 +74,8 @@ final class KnownAnswers {
     for (int i = 0; i < want.length; i++) {
       float got = p.getFloat(4 * i);
       float w = (float) want[i];
-      if (Math.abs(got - w) > ULPS * Math.ulp(Math.max(Math.abs(w), Float.MIN_NORMAL))) {
+      // Written as "not within" so that a NaN (or infinite) result fails: NaN > tol is false.
+      if (!(Math.abs(got - w) <= ULPS * Math.ulp(Math.max(Math.abs(w), Float.MIN_NORMAL)))) {
         throw new IllegalStateException(
             k.name() + " self-test: " + what + " element " + i + " is " + got + ", expected " + w);
       }
@@ -104,9 +109,13 @@ final class KnownAnswers {
           }
         }
       }
-      double x = k.sumOfSquares(t, g, off, len, 0.5), y = ref.sumOfSquares(t, g, off, len, 0.5);
-      if (Double.doubleToLongBits(x) != Double.doubleToLongBits(y)) {
-        throw new IllegalStateException(k.name() + " self-test: sumOfSquares on " + t + " differs");
+      for (double scale : new double[] {1, 0x1p-600}) {
+        double x = k.sumOfSquares(t, g, off, len, 0.5, scale);
+        double y = ref.sumOfSquares(t, g, off, len, 0.5, scale);
+        if (Double.doubleToLongBits(x) != Double.doubleToLongBits(y)) {
+          throw new IllegalStateException(
+              k.name() + " self-test: sumOfSquares on " + t + " (scale " + scale + ") differs");
+        }
       }
     }
   }

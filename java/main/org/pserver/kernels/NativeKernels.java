@@ -252,12 +252,12 @@ final class NativeKernels implements UpdateKernels {
 
   @Override
   public double sumOfSquares(
-      ElementType type, ByteBuffer grad, int offset, int length, double gradClip) {
-    KernelChecks.gradient(type, grad, offset, length, gradClip);
+      ElementType type, ByteBuffer grad, int offset, int length, double gradClip, double scale) {
+    KernelChecks.sumOfSquares(type, grad, offset, length, gradClip, scale);
     DoublePointer out = DOUBLE_OUT.get();
     ok(
         PsKernelsLib.psk_sum_squares(
-            type.code(), at(grad, offset, type.size()), length, gradClip, out.address()),
+            type.code(), at(grad, offset, type.size()), length, gradClip, scale, out.address()),
         "psk_sum_squares");
     return out.get();
   }

@@ -325,8 +325,8 @@ public final class ParallelKernels implements UpdateKernels {
   /** Never split: a reduction in a fixed order, whose bits a split would change. */
   @Override
   public double sumOfSquares(
-      ElementType type, ByteBuffer grad, int offset, int length, double gradClip) {
-    return inner.sumOfSquares(type, grad, offset, length, gradClip);
+      ElementType type, ByteBuffer grad, int offset, int length, double gradClip, double scale) {
+    return inner.sumOfSquares(type, grad, offset, length, gradClip, scale);
   }
 
   @Override

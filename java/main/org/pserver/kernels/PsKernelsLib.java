@@ -89,6 +89,7 @@ public final class PsKernelsLib {
       @Cast("const void*") long g,
       @Cast("int64_t") long n,
       double gclip,
+      double scale,
       @Cast("double*") long out);
 
   public static native int psk_all_finite(

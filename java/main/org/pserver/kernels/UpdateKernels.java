@@ -44,6 +44,15 @@ import org.pserver.ElementType;
  * ({@code gradClip == 0}: no clipping) and then multiplies it by {@code gradScale} ({@code 1}: no
  * scaling), without writing the gradient. {@link #sumOfSquares} gives the squared L2 norm a caller
  * needs to derive {@code gradScale} for norm clipping.
+ *
+ * <h2>Precision</h2>
+ *
+ * FLOAT32 parameters are computed in float: float coefficients (each derived in double, then
+ * rounded once per call) and a float rounding after every operation. FLOAT64 and the integer
+ * types compute in double. Trap: this is not the Go seed's float32 arithmetic, which evaluated
+ * each expression in double and rounded once per assignment, so a float32 result may differ from
+ * the seed's by a few float ulps per step. It is deliberate: twice the SIMD lanes per
+ * instruction, and both implementations reproduce it bit for bit.
  */
 public interface UpdateKernels {
 
@@ -141,9 +150,26 @@ public interface UpdateKernels {
 
   /**
    * The sum of squares of the gradient after element clipping, in double, in the fixed order
-   * of {@code psk_sum_squares} (so both implementations return the same bits).
+   * of {@code psk_sum_squares} (so both implementations return the same bits): each clipped
+   * element is converted to double and multiplied by {@code scale} before it is squared.
+   *
+   * <p>{@code scale} 1 is the plain sum. Trap: for FLOAT64 the plain sum overflows to +Inf once
+   * the L2 norm exceeds about 1.3e154, although every element is finite (no other type can get
+   * there). Then call again with a small power of two, e.g. 2^-600, which keeps any gradient's
+   * sum finite, and divide the norm by it.
+   *
+   * @param scale finite and {@code > 0}; a power of two rounds nothing extra
+   * @throws IllegalArgumentException for a bad buffer or range, a negative or NaN {@code
+   *     gradClip}, or a {@code scale} that is not finite and {@code > 0}
    */
-  double sumOfSquares(ElementType type, ByteBuffer grad, int offset, int length, double gradClip);
+  double sumOfSquares(
+      ElementType type, ByteBuffer grad, int offset, int length, double gradClip, double scale);
+
+  /** {@link #sumOfSquares(ElementType, ByteBuffer, int, int, double, double)} with scale 1. */
+  default double sumOfSquares(
+      ElementType type, ByteBuffer grad, int offset, int length, double gradClip) {
+    return sumOfSquares(type, grad, offset, length, gradClip, 1);
+  }
 
   /** True if no element is NaN or infinite; always true for integer types. */
   boolean allFinite(ElementType type, ByteBuffer grad, int offset, int length);

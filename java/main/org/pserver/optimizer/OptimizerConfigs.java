@@ -31,9 +31,13 @@ import org.pserver.proto.paddle.SGDConfig;
  *       the field as unset, i.e. as SGD or Const. The seed would thus silently run a config it
  *       does not understand; pserver refuses it.
  *   <li>NaN, infinite or negative learning rates ({@code const_lr.learning_rate}, {@code
- *       linear_lr.learning_rate}, {@code lr_decay_a}, {@code lr_decay_b}), SGD momentum, any
- *       decay, and {@code clip_norm} / {@code clip_value}.
- *   <li>{@code adadelta.rho}, {@code adam.beta_1} and {@code adam.beta_2} outside {@code [0, 1)}.
+ *       linear_lr.learning_rate}, {@code lr_decay_a}, {@code lr_decay_b}), any decay, and {@code
+ *       clip_norm} / {@code clip_value}.
+ *   <li>{@code sgd.momentum}, {@code adadelta.rho}, {@code adam.beta_1} and {@code adam.beta_2}
+ *       outside {@code [0, 1)}: each is the decay factor of a running average, and at 1 or above
+ *       the average never forgets (momentum 1 sums every gradient ever seen) or grows without
+ *       bound. The seed accepted any value, as PyTorch's SGD still does for momentum; pserver
+ *       refuses them all alike rather than run a config that diverges.
  *   <li>An {@code epsilon} that is not {@code > 0}: every optimizer that has one divides by
  *       {@code sqrt(accumulator + epsilon)}, and the accumulators of a zero gradient are 0, so
  *       {@code epsilon = 0} turns a zero gradient into {@code 0/0 = NaN} in the weights. Trap:
@@ -84,7 +88,7 @@ public final class OptimizerConfigs {
       case SGD -> {
         SGDConfig s = c.getSgd();
         return new UpdateRule.Sgd(
-            nonNegative("sgd.momentum", s.getMomentum()),
+            unitInterval("sgd.momentum", s.getMomentum()),
             nonNegative("sgd.decay", s.getDecay()),
             s.getNesterov());
       }

@@ -34,14 +34,21 @@ import org.slf4j.LoggerFactory;
  *
  * {@link #update} checks the gradient's type and length, then: the step counter becomes {@code n =
  * step() + 1}; the learning-rate policy gives the rate for {@code n}; with {@code clip_norm > 0},
- * the kernels' {@code sumOfSquares} gives the squared L2 norm of the value-clipped gradient and, if
- * the norm exceeds {@code clip_norm}, the kernel scales every element by {@code clip_norm / norm};
- * {@code clip_value > 0} clips each element to {@code [-clip_value, clip_value]} first. Neither clip
- * writes the gradient. Then one kernel call updates weights and state. Adam's rate is
- * bias-corrected in double with {@code t = n}: {@code lr * sqrt(1 - beta2^t) / (1 - beta1^t)}.
- * Integer weights take the step computed in double, rounded half to even and saturated to the
- * type's range ({@code native/include/pskernels.h}); so SGD with lr 1 adds integers exactly, and
- * a step smaller than 0.5 leaves an integer weight where it is.
+ * the kernels' {@code sumOfSquares} gives the squared L2 norm of the value-clipped gradient (a
+ * second, scaled pass if that sum overflows) and, if the norm exceeds {@code clip_norm}, the
+ * kernel scales every element by {@code clip_norm / norm}; {@code clip_value > 0} clips each
+ * element to {@code [-clip_value, clip_value]} first. Neither clip writes the gradient. Then one
+ * kernel call updates weights and state. Adam's rate is bias-corrected in double with {@code t =
+ * n}: {@code lr * sqrt(1 - beta2^t) / (1 - beta1^t)}. Integer weights take the step computed in
+ * double, rounded half to even and saturated to the type's range ({@code
+ * native/include/pskernels.h}); so SGD with lr 1 adds integers exactly, and a step smaller than
+ * 0.5 leaves an integer weight where it is.
+ *
+ * <p>Precision: FLOAT32 weights and state are updated in float arithmetic (every operation rounds
+ * to float, with float coefficients), whereas the seed evaluated each float32 expression in double
+ * and rounded once per assignment. So float32 results can differ from the seed's by a few float
+ * ulps per step (a deliberate choice: twice the SIMD lanes, and the Java kernels reproduce it bit
+ * for bit). FLOAT64 and the integer types compute in double.
  *
  * <h2>Threads</h2>
  *
@@ -102,6 +109,9 @@ public final class ParameterOptimizer {
   private static final int CHUNK = 1 << 20;
 
   private static final ThreadLocal<ByteBuffer> SCRATCH = new ThreadLocal<>();
+
+  /** The scale of the second {@code sumOfSquares} pass when the first overflows (see update). */
+  static final double OVERFLOW_SCALE = 0x1p-600;
 
   private final ElementType type;
   private final int elements;
@@ -219,7 +229,9 @@ public final class ParameterOptimizer {
    * <p>Checks the type and the length before touching anything; on failure nothing changes. Does
    * <em>not</em> reject NaN or infinite elements: the service checks those first with {@link
    * UpdateKernels#allFinite}. A NaN element makes the L2 norm NaN, and then {@code clip_norm} does
-   * not scale; a finite gradient whose squared norm overflows a double scales to zero.
+   * not scale; an infinite element makes it infinite, and the gradient scales to 0 (its infinite
+   * elements to NaN). A finite float64 gradient whose squared norm overflows a double is still
+   * scaled to {@code clip_norm}: the norm is then taken a second time, scaled.
    *
    * <p>Trap: the gradient must not share memory with this optimizer's buffers (e.g. a view from
    * {@link #weights()}); the kernels treat their buffers as non-overlapping.
@@ -247,15 +259,40 @@ public final class ParameterOptimizer {
     long n = step + 1;
     double lr = settings.policy().rate(n);
     double clipValue = settings.clipValue();
-    double gradScale = 1;
-    if (settings.clipNorm() > 0) {
-      double norm = Math.sqrt(kernels.sumOfSquares(type, g, 0, elements, clipValue));
-      if (norm > settings.clipNorm()) {
-        gradScale = settings.clipNorm() / norm;
-      }
-    }
+    double gradScale = settings.clipNorm() > 0
+        ? normClipScale(kernels, type, g, elements, clipValue, settings.clipNorm())
+        : 1;
     settings.rule().apply(kernels, type, param, g, state, elements, n, lr, gradScale, clipValue);
     step = n;
+  }
+
+  /**
+   * The factor that scales the value-clipped gradient {@code g} to L2 norm {@code clipNorm}, or 1
+   * if its norm is not above it (or is NaN).
+   *
+   * <p>The norm comes from the kernels' {@code sumOfSquares}. For FLOAT64 that sum overflows to
+   * +Inf once the norm passes about 1.3e154, although every element is finite; {@code clipNorm /
+   * Inf} would then be 0 and silently discard the gradient. So an infinite sum is taken again
+   * with every element scaled by {@link #OVERFLOW_SCALE} (2^-600; the kernels scale after
+   * clipping, in double), which keeps the sum of any finite gradient below 2^880, and the factor
+   * is computed in those units: powers of two, so the only extra rounding is the loss of elements
+   * below 2^89, negligible next to a norm of at least 2^511. A gradient with an infinite element
+   * still gets 0 (and its infinite elements NaN).
+   */
+  static double normClipScale(UpdateKernels kernels, ElementType type, ByteBuffer g, int elements,
+      double clipValue, double clipNorm) {
+    double sum = kernels.sumOfSquares(type, g, 0, elements, clipValue);
+    if (sum == Double.POSITIVE_INFINITY) {
+      double scaledNorm = Math.sqrt(
+          kernels.sumOfSquares(type, g, 0, elements, clipValue, OVERFLOW_SCALE));
+      // norm = scaledNorm / OVERFLOW_SCALE; compared and divided without forming it (it may
+      // overflow too: sqrt(n) * Double.MAX_VALUE)
+      return scaledNorm > clipNorm * OVERFLOW_SCALE
+          ? clipNorm / scaledNorm * OVERFLOW_SCALE
+          : 1;
+    }
+    double norm = Math.sqrt(sum);
+    return norm > clipNorm ? clipNorm / norm : 1;
   }
 
   /** The gradient as the kernels need it: direct, native order, aligned, starting at index 0. */

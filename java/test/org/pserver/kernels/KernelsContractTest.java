@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.lang.reflect.Proxy;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.List;
@@ -162,6 +163,10 @@ class KernelsContractTest {
             x -> x.accumulate(t, p, heap, 0, 4, 1),
             x -> x.assign(t, p, f32(1, 2), 0, 4),
             x -> x.sumOfSquares(t, g, 3, 2, 0),
+            x -> x.sumOfSquares(t, g, 0, 4, 0, 0),
+            x -> x.sumOfSquares(t, g, 0, 4, 0, -0x1p-600),
+            x -> x.sumOfSquares(t, g, 0, 4, 0, Double.NaN),
+            x -> x.sumOfSquares(t, g, 0, 4, 0, Double.POSITIVE_INFINITY),
             x -> x.allFinite(t, heap, 0, 4));
     for (int i = 0; i < bad.size(); i++) {
       int n = i;
@@ -170,6 +175,30 @@ class KernelsContractTest {
       assertArrayEquals(before, f32(p), "case " + n + " touched the parameter");
       assertArrayEquals(new float[4], f32(m), "case " + n + " touched the state");
     }
+  }
+
+  /**
+   * Finite float64 elements whose squares overflow: the plain sum is +Inf, the sum scaled by
+   * 2^-600 is finite and, the scale being a power of two, exactly the scaled squares' sum.
+   */
+  @ParameterizedTest
+  @MethodSource("implementations")
+  void sumOfSquaresScaleAvoidsOverflow(UpdateKernels k) {
+    ElementType t = ElementType.FLOAT64;
+    ByteBuffer g = direct(24);
+    double[] v = {3e200, -4e200, Double.MAX_VALUE};
+    for (int i = 0; i < 3; i++) {
+      g.putDouble(8 * i, v[i]);
+    }
+    assertEquals(Double.POSITIVE_INFINITY, k.sumOfSquares(t, g, 0, 2, 0));
+    double y0 = 3e200 * 0x1p-600, y1 = -4e200 * 0x1p-600;
+    assertEquals(y0 * y0 + y1 * y1, k.sumOfSquares(t, g, 0, 2, 0, 0x1p-600), 0);
+    assertEquals(5e200, Math.sqrt(k.sumOfSquares(t, g, 0, 2, 0, 0x1p-600)) / 0x1p-600, 1e186);
+    // even Double.MAX_VALUE squared, scaled, is far from overflowing
+    assertTrue(Double.isFinite(k.sumOfSquares(t, g, 0, 3, 0, 0x1p-600)));
+    // clipping comes first: clip 1e200 leaves 1e200, -1e200, 1e200
+    double c = 1e200 * 0x1p-600;
+    assertEquals((c * c + c * c) + c * c, k.sumOfSquares(t, g, 0, 3, 1e200, 0x1p-600), 0);
   }
 
   @ParameterizedTest
@@ -211,6 +240,32 @@ class KernelsContractTest {
       assertEquals("any", expect, "pserver.kernels.expect must be 'native' or 'any'");
       assertTrue(Kernels.nativeKernels().isPresent() || Kernels.nativeUnavailableReason().isPresent());
     }
+  }
+
+  /**
+   * The start-up self-test decides whether native kernels are used: a kernel that returns NaN
+   * must fail it (a plain {@code |got - want| > tol} test is false for NaN and would pass it).
+   */
+  @Test
+  void selfTestFailsOnNaN() {
+    UpdateKernels java = Kernels.java();
+    UpdateKernels nanAdam = (UpdateKernels) Proxy.newProxyInstance(
+        UpdateKernels.class.getClassLoader(), new Class<?>[] {UpdateKernels.class},
+        (proxy, method, args) -> {
+          if (method.getName().equals("name")) {
+            return "nan-adam";
+          }
+          Object r = method.invoke(java, args);
+          if (method.getName().equals("adam")) {
+            ((ByteBuffer) args[1]).putFloat(4 * ((int) args[5] + 1), Float.NaN);
+          }
+          return r;
+        });
+    IllegalStateException e =
+        assertThrows(IllegalStateException.class, () -> KnownAnswers.knownAnswers(nanAdam));
+    assertTrue(e.getMessage().contains("adam element 1 is NaN"), e.getMessage());
+    assertFalse(SelfCheck.run(nanAdam).ok());
+    KnownAnswers.knownAnswers(java); // and the unpoisoned kernels pass
   }
 
   @ParameterizedTest

@@ -302,10 +302,11 @@ final class ReferenceKernels implements UpdateKernels {
   }
 
   @Override
-  public double sumOfSquares(ElementType t, ByteBuffer g, int off, int len, double clip) {
+  public double sumOfSquares(
+      ElementType t, ByteBuffer g, int off, int len, double clip, double scale) {
     double[] acc = new double[8];
     for (int i = 0; i < len; i++) {
-      double y = prep(t, g, off + i, 1, clip);
+      double y = prep(t, g, off + i, 1, clip) * scale;
       acc[i % 8] += y * y;
     }
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));

@@ -119,10 +119,14 @@ class UpdateKernelsDifferentialTest {
         Buffers in = Buffers.random(t, 0, off, len, new SplittableRandom(seed));
         String where = impl.name() + " " + t + " len=" + len + " off=" + off + " seed=" + seed;
         for (double clip : new double[] {0, 0.75, 1e6}) {
-          double want = ref.sumOfSquares(t, in.grad(), GUARD + off, len, clip);
-          double got = impl.sumOfSquares(t, in.grad(), GUARD + off, len, clip);
-          if (!(Double.isNaN(want) && Double.isNaN(got))) {
-            assertEquals(Double.doubleToLongBits(want), Double.doubleToLongBits(got), where + " clip=" + clip + ": " + got + " vs " + want);
+          // 2^-600: the overflow scale of norm clipping (the inputs include 1e300 for float64)
+          for (double scale : new double[] {1, 0x1p-600}) {
+            double want = ref.sumOfSquares(t, in.grad(), GUARD + off, len, clip, scale);
+            double got = impl.sumOfSquares(t, in.grad(), GUARD + off, len, clip, scale);
+            if (!(Double.isNaN(want) && Double.isNaN(got))) {
+              assertEquals(Double.doubleToLongBits(want), Double.doubleToLongBits(got),
+                  where + " clip=" + clip + " scale=" + scale + ": " + got + " vs " + want);
+            }
           }
         }
         assertEquals(

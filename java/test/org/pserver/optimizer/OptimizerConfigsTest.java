@@ -12,16 +12,25 @@ import static org.pserver.optimizer.Fixtures.constLr;
 import static org.pserver.optimizer.Fixtures.linearLr;
 import static org.pserver.optimizer.Fixtures.sgd;
 
+import com.google.protobuf.ByteString;
+import com.google.protobuf.Descriptors.Descriptor;
 import java.util.HexFormat;
 import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
+import org.pserver.proto.paddle.AdadeltaOptimizerState;
+import org.pserver.proto.paddle.AdagradOptimizerState;
 import org.pserver.proto.paddle.AdamConfig;
+import org.pserver.proto.paddle.AdamOptimizerState;
+import org.pserver.proto.paddle.LrPolicyState;
 import org.pserver.proto.paddle.OptimizerConfig;
 import org.pserver.proto.paddle.OptimizerConfig.LrPolicy;
 import org.pserver.proto.paddle.OptimizerConfig.Optimizer;
+import org.pserver.proto.paddle.SGDOptimizerState;
+import org.pserver.proto.paddle.TensorProto;
 
 /** Parsing and validation of {@code paddle.OptimizerConfig} (spec 4.3, 4.4). */
 class OptimizerConfigsTest {
@@ -46,6 +55,46 @@ class OptimizerConfigsTest {
     assertEquals(LearningRatePolicy.constant(0.1), s.policy());
     assertEquals(0.1, s.clipNorm());
     assertEquals(Optimizer.SGD, OptimizerConfigs.parse(fixture).getOptimizer());
+  }
+
+  /**
+   * The seed's state messages (spec 4.4), declared for wire compatibility: every field number of
+   * the spec's table, and a state hand-encoded from those numbers parses into the right fields.
+   */
+  @Test
+  void seedStateMessagesHaveTheSpecFieldNumbers() throws Exception {
+    Map<Descriptor, Map<String, Integer>> spec = Map.of(
+        LrPolicyState.getDescriptor(), Map.of("learning_rate", 1, "lr_decay_a", 2, "lr_decay_b", 3),
+        SGDOptimizerState.getDescriptor(), Map.of("lr_state", 101, "num_sample_passed", 104,
+            "parameter", 1, "momentums", 2),
+        AdadeltaOptimizerState.getDescriptor(), Map.of("lr_state", 101, "num_sample_passed", 104,
+            "parameter", 1, "accum_gradient", 2, "accum_delta", 3, "update_delta", 4),
+        AdagradOptimizerState.getDescriptor(), Map.of("lr_state", 101, "num_sample_passed", 104,
+            "parameter", 1, "accum_gradient", 2),
+        AdamOptimizerState.getDescriptor(), Map.of("lr_state", 101, "num_sample_passed", 104,
+            "parameter", 1, "momentums", 2, "velocitys", 3));
+    spec.forEach((message, fields) -> {
+      assertEquals(fields.size(), message.getFields().size(), message.getName());
+      fields.forEach((name, number) -> assertEquals(number,
+          message.findFieldByName(name).getNumber(), message.getName() + "." + name));
+    });
+    assertEquals(1.0, LrPolicyState.getDefaultInstance().getLearningRate());
+
+    // Hand-encoded (tag = number << 3 | wire type): parameter (1) {data_type 4, content "1.5",
+    // "2"}, momentums (2) {content "0.1"}, velocitys (3) {content "1e-07"}, lr_state (101, tag
+    // aa 06) {learning_rate 0.5, lr_decay_a 0.25}, num_sample_passed (104, tag c1 06) 3.0.
+    AdamOptimizerState s = AdamOptimizerState.parseFrom(HexFormat.of().parseHex(
+        "0a0a08041203312e3512013212051203302e311a07120531652d3037"
+            + "aa061209000000000000e03f11000000000000d03fc1060000000000000840"));
+    assertEquals(TensorProto.DataType.PADDLE_ELEMENT_TYPE_FLOAT32, s.getParameter().getDataType());
+    assertEquals(List.of("1.5", "2"),
+        s.getParameter().getContentList().stream().map(ByteString::toStringUtf8).toList());
+    assertEquals("0.1", s.getMomentums().getContent(0).toStringUtf8());
+    assertEquals("1e-07", s.getVelocitys().getContent(0).toStringUtf8());
+    assertEquals(0.5, s.getLrState().getLearningRate());
+    assertEquals(0.25, s.getLrState().getLrDecayA());
+    assertEquals(3.0, s.getNumSamplePassed());
+    assertTrue(s.getUnknownFields().asMap().isEmpty());
   }
 
   @Test
@@ -167,6 +216,8 @@ class OptimizerConfigsTest {
         new Bad("linear_lr.lr_decay_b", linearLr(1, 0.1, -0.05)),
         new Bad("sgd.momentum", sgd(constLr(0.1), -0.9, 0, false)),
         new Bad("sgd.momentum", sgd(constLr(0.1), nan, 0, false)),
+        new Bad("sgd.momentum", sgd(constLr(0.1), 1, 0, false)),
+        new Bad("sgd.momentum", sgd(constLr(0.1), 1.5, 0, true)),
         new Bad("sgd.decay", sgd(constLr(0.1), 0, -0.01, false)),
         new Bad("sgd.decay", sgd(constLr(0.1), 0, inf, false)),
         new Bad("adam.beta_1", adam(constLr(0.1), 1, 0.999, 1e-8, 0)),

@@ -265,6 +265,39 @@ class ParameterOptimizerTest {
     assertArrayEquals(before, Io.state(o));
   }
 
+  /**
+   * clip_norm on a finite float64 gradient whose squared norm overflows a double: the gradient is
+   * scaled to clip_norm, not dropped. (One plain sum of squares is +Inf, and clip_norm / Inf = 0
+   * used to discard the gradient while the step counter still advanced.)
+   */
+  @ParameterizedTest
+  @MethodSource("kernels")
+  void clipNormScalesAGradientWhoseSquaredNormOverflows(UpdateKernels k) {
+    ElementType t = ElementType.FLOAT64;
+    byte[] clip1 = sgd(constLr(1), 0, 0, false).setClipNorm(1).build().toByteArray();
+    // norm 5e200 (its square, 2.5e401, overflows): [3e200, -4e200] -> [0.6, -0.8], SGD lr 1
+    ParameterOptimizer o = ParameterOptimizer.create(t, le(t, 0, 0), clip1, k);
+    o.update(t, le(t, 3e200, -4e200));
+    assertArrayEquals(new double[] {-0.6, 0.8}, Io.weights(o), 1e-15);
+    assertEquals(1, o.step());
+    // the norm itself overflows (2 * Double.MAX_VALUE): each element scales to 0.5
+    double max = Double.MAX_VALUE;
+    o = ParameterOptimizer.create(t, le(t, 0, 0, 0, 0), clip1, k);
+    o.update(t, le(t, max, -max, max, -max));
+    assertArrayEquals(new double[] {-0.5, 0.5, -0.5, 0.5}, Io.weights(o), 1e-15);
+    // clip_value first: [1e300, -1e300, 5] -> [1e200, -1e200, 5], norm sqrt(2)e200 -> clip_norm 2
+    o = ParameterOptimizer.create(t, le(t, 0, 0, 0),
+        sgd(constLr(1), 0, 0, false).setClipValue(1e200).setClipNorm(2).build().toByteArray(), k);
+    o.update(t, le(t, 1e300, -1e300, 5));
+    double r = Math.sqrt(2);
+    assertArrayEquals(new double[] {-r, r, -5 * 2 / (r * 1e200)}, Io.weights(o), 1e-15);
+    // an overflowing sum whose norm is still below clip_norm is left as it is
+    o = ParameterOptimizer.create(t, le(t, 0, 0),
+        sgd(constLr(1), 0, 0, false).setClipNorm(1e300).build().toByteArray(), k);
+    o.update(t, le(t, 3e200, -4e200));
+    assertArrayEquals(new double[] {-3e200, 4e200}, Io.weights(o), 0);
+  }
+
   /** NaN and infinities are the service's business (kernels.allFinite); update applies them. */
   @ParameterizedTest
   @MethodSource("kernels")

@@ -1,14 +1,18 @@
 package org.pserver.optimizer;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
+import org.opentest4j.AssertionFailedError;
 import org.pserver.ElementType;
 import org.pserver.kernels.UpdateKernels;
 import org.pserver.proto.paddle.ConstLrConfig;
@@ -103,18 +107,36 @@ class ReferenceComparisonTest {
       r.update(g);
       double[] got = Io.weights(o);
       for (int i = 0; i < N; i++) {
-        double d = Math.abs(got[i] - r.p[i]);
         assertTrue(Double.isFinite(got[i]), "step " + step + " weight " + i + " is " + got[i]);
-        worst = Math.max(worst, d);
-        if (d > tol) {
-          assertEquals(r.p[i], got[i], tol, "step " + step + " weight " + i);
-        }
+        assertWithin(r.p[i], got[i], tol, step, i);
+        worst = Math.max(worst, Math.abs(got[i] - r.p[i]));
       }
     }
     assertEquals(STEPS, o.step());
     if (t == ElementType.FLOAT32) {
       observedFloat32Error = Math.max(observedFloat32Error, worst);
     }
+  }
+
+  /**
+   * Fails unless {@code |got - want| <= tol}. Written as "not within", so that a NaN on either side
+   * fails too ({@code NaN > tol} is false); the message is built only on failure.
+   */
+  static void assertWithin(double want, double got, double tol, int step, int weight) {
+    if (!(Math.abs(got - want) <= tol)) {
+      fail("step " + step + " weight " + weight + ": expected " + want + " (reference), got "
+          + got + ", tolerance " + tol);
+    }
+  }
+
+  /** A reference that went NaN must fail the comparison, not skip it. */
+  @Test
+  void aNaNReferenceFails() {
+    assertThrows(AssertionFailedError.class, () -> assertWithin(Double.NaN, 0.5, F32_TOL, 1, 0));
+    assertThrows(AssertionFailedError.class, () -> assertWithin(0.5, Double.NaN, F32_TOL, 1, 0));
+    assertThrows(AssertionFailedError.class, () -> assertWithin(0.5, 0.5 + 2 * F32_TOL, F32_TOL, 1, 0));
+    assertWithin(0.5, 0.5 + F32_TOL / 2, F32_TOL, 1, 0);
+    assertWithin(0.5, 0.5, 0, 1, 0);
   }
 
   private static double[] uniform(SplittableRandom rnd, ElementType t) {
