@@ -23,8 +23,9 @@ import org.slf4j.LoggerFactory;
  * checking (SERVING while the service accepts writes, NOT_SERVING when fenced or shutting down)
  * and server reflection.
  *
- * <p>Shutdown order: health goes NOT_SERVING, the server stops taking calls and waits for those in
- * flight, then {@link Service#shutdown()} takes the final checkpoint; see {@link #shutdown}.
+ * <p>Shutdown order: health goes NOT_SERVING, the server stops taking calls, reads waiting for
+ * initialization end ({@link Service#endWaits()}), calls in flight finish, then {@link
+ * Service#shutdown()} takes the final checkpoint; see {@link #shutdown}.
  */
 public final class PServerServer implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PServerServer.class);
@@ -113,13 +114,15 @@ public final class PServerServer implements AutoCloseable {
   }
 
   /**
-   * Graceful stop: NOT_SERVING, no new calls, in-flight calls finish (up to {@code grace}), then
-   * the service's final checkpoint. Returns once everything has stopped.
+   * Graceful stop: NOT_SERVING, no new calls, waits for initialization end, in-flight calls finish
+   * (up to {@code grace}), then the service's final checkpoint. Returns once everything has
+   * stopped.
    */
   public void shutdown(Duration grace) {
     healthRefresh.shutdownNow();
     health.enterTerminalState();
     server.shutdown();
+    service.endWaits();
     try {
       if (!server.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS)) {
         LOG.warn("calls still running after {}: cancelling them", grace);

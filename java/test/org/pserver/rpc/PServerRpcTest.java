@@ -14,12 +14,15 @@ import static org.pserver.rpc.InProcessPServer.param;
 import static org.pserver.rpc.InProcessPServer.sgd;
 
 import com.google.protobuf.ByteString;
+import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.health.v1.HealthGrpc;
+import io.grpc.stub.StreamObserver;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
@@ -42,6 +45,7 @@ import org.pserver.proto.FinishInitParamsRequest;
 import org.pserver.proto.GetParamRequest;
 import org.pserver.proto.GetParamsRequest;
 import org.pserver.proto.GetParamsResponse;
+import org.pserver.proto.PServerGrpc;
 import org.pserver.proto.SendGradsRequest;
 import org.pserver.proto.StatusRequest;
 import org.pserver.proto.StatusResponse;
@@ -246,6 +250,75 @@ class PServerRpcTest {
     assertArrayEquals(new float[] {1, 2, 3}, got.get());
   }
 
+  /** Reads "w" without a deadline in another thread; completes with the status it ends with. */
+  private static CompletableFuture<Status> waitingRead(PServerGrpc.PServerBlockingStub stub, Context.CancellableContext ctx) {
+    return CompletableFuture.supplyAsync(() -> {
+      Context previous = ctx.attach();
+      try {
+        stub.getParam(GetParamRequest.newBuilder().setName("w").build());
+        return Status.OK;
+      } catch (StatusRuntimeException e) {
+        return e.getStatus();
+      } finally {
+        ctx.detach(previous);
+      }
+    });
+  }
+
+  /** Server threads parked in the service's wait for initialization (found by its method name). */
+  private static long threadsWaitingForInitialization() {
+    return Thread.getAllStackTraces().values().stream()
+        .filter(st -> java.util.Arrays.stream(st).anyMatch(
+            f -> f.getClassName().equals(Service.class.getName()) && f.getMethodName().equals("awaitInitialized")))
+        .count();
+  }
+
+  private static void awaitThreadsWaitingForInitialization(long n) throws InterruptedException {
+    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+    while (threadsWaitingForInitialization() != n && System.nanoTime() < until) {
+      Thread.sleep(20);
+    }
+    assertEquals(n, threadsWaitingForInitialization(), "server threads waiting for initialization");
+  }
+
+  @Test
+  void aCancelledGetParamWaitingForInitializationReleasesItsServerThread() throws Exception {
+    initW();
+    // Server threads of its own (not the caller's, as with the direct executors of `ps`), so a
+    // server thread still blocked after the client gave up can be seen.
+    String name = io.grpc.inprocess.InProcessServerBuilder.generateName();
+    PServerServer pooled = PServerServer.on(ps.service, io.grpc.inprocess.InProcessServerBuilder.forName(name),
+        PServerServer.DEFAULT_MAX_MESSAGE_BYTES).start();
+    io.grpc.ManagedChannel ch = io.grpc.inprocess.InProcessChannelBuilder.forName(name).build();
+    try {
+      Context.CancellableContext ctx = Context.current().withCancellation();
+      CompletableFuture<Status> reader = waitingRead(PServerGrpc.newBlockingStub(ch), ctx);
+      awaitThreadsWaitingForInitialization(1);
+      ctx.cancel(null);
+      assertEquals(Status.Code.CANCELLED, reader.get(5, TimeUnit.SECONDS).getCode());
+      awaitThreadsWaitingForInitialization(0);
+      ps.stub.finishInitParams(FinishInitParamsRequest.getDefaultInstance());
+      assertArrayEquals(new float[] {1, 2, 3}, get("w"), "the pserver is unaffected");
+    } finally {
+      ch.shutdownNow();
+      pooled.abort();
+    }
+  }
+
+  @Test
+  void aGetParamWaitingForInitializationDoesNotHoldShutdownUp() throws Exception {
+    initW();
+    CompletableFuture<Status> reader = waitingRead(ps.stub, Context.current().withCancellation());
+    Thread.sleep(200);
+    assertFalse(reader.isDone(), "GetParam waits for FinishInitParams");
+    long start = System.nanoTime();
+    ps.server.shutdown(Duration.ofSeconds(30));
+    assertTrue(System.nanoTime() - start < TimeUnit.SECONDS.toNanos(10), "shutdown waited for the grace period");
+    Status s = reader.get(5, TimeUnit.SECONDS);
+    assertEquals(Status.Code.UNAVAILABLE, s.getCode(), s.toString());
+    assertEquals("pserver 0 is shutting down", s.getDescription());
+  }
+
   @Test
   void getParamsKeepsTheOrderAskedAndOfNothingReturnsNothing() {
     initW();
@@ -363,9 +436,11 @@ class PServerRpcTest {
       ps.stub.sendGrad(grad("c", ElementType.INT64, i64(1)));
     }
     org.pserver.checkpoint.CheckpointMeta last = ps.service.shutdown();
-    assertThrows(org.pserver.service.PServerException.class,
+    org.pserver.service.PServerException refused = assertThrows(org.pserver.service.PServerException.class,
         () -> ps.service.sendGrads(List.of(new org.pserver.service.Gradient("c", org.pserver.ElementType.INT64,
             java.nio.ByteBuffer.allocate(8))), null, 0, 0));
+    assertEquals(org.pserver.service.PServerException.Code.UNAVAILABLE, refused.code());
+    assertEquals("pserver 0 is shutting down", refused.getMessage());
     org.pserver.checkpoint.Checkpoint cp = ps.checkpoints.recover().orElseThrow();
     assertEquals(last.uuid(), cp.meta().uuid());
     java.nio.ByteBuffer w = cp.entries().get(0).optimizer().weights().order(java.nio.ByteOrder.LITTLE_ENDIAN);
