@@ -13,6 +13,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import org.pserver.checkpoint.CheckpointMeta;
 import org.pserver.proto.PServerGrpc;
 import org.pserver.service.Service;
 import org.slf4j.Logger;
@@ -117,8 +118,12 @@ public final class PServerServer implements AutoCloseable {
    * Graceful stop: NOT_SERVING, no new calls, waits for initialization end, in-flight calls finish
    * (up to {@code grace}), then the service's final checkpoint. Returns once everything has
    * stopped.
+   *
+   * @return the final checkpoint, or null if none was due (see {@link Service#shutdown()})
+   * @throws org.pserver.service.PServerException if the final checkpoint failed; everything has
+   *     stopped all the same
    */
-  public void shutdown(Duration grace) {
+  public CheckpointMeta shutdown(Duration grace) {
     healthRefresh.shutdownNow();
     health.enterTerminalState();
     server.shutdown();
@@ -133,7 +138,7 @@ public final class PServerServer implements AutoCloseable {
       Thread.currentThread().interrupt();
       server.shutdownNow();
     }
-    service.shutdown();
+    return service.shutdown();
   }
 
   /**

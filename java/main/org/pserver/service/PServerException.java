@@ -6,6 +6,7 @@ package org.pserver.service;
  * Service} method throws this, nothing was changed, with one exception: UNAVAILABLE from {@link
  * Service#sendGrads} whose message says the push "may have been applied" (ownership was lost while
  * it was applied; retry it with the same trainer id and sequence number, which are deduplicated).
+ * {@link Service#shutdown()} throws it, after stopping, when its final checkpoint failed.
  */
 public final class PServerException extends RuntimeException {
   private static final long serialVersionUID = 1L;

@@ -51,7 +51,7 @@ import org.slf4j.LoggerFactory;
  *   <li>A service restored from a {@link Checkpoint} starts initialized and keeps checkpointing
  *       (the seed stopped).
  *   <li>{@link #close()} refuses new writes, waits for the ones in flight, takes a final checkpoint
- *       and stops: every acknowledged update is in that checkpoint.
+ *       and stops: every acknowledged update is in that checkpoint, or it throws.
  * </ul>
  *
  * <h2>Writes and fencing</h2>
@@ -544,9 +544,12 @@ public final class Service implements AutoCloseable {
   /**
    * Stops taking writes, ends waits for initialization ({@link #endWaits()}), waits for the writes
    * in flight, stops the periodic checkpoints and takes a final checkpoint (when initialized and
-   * checkpointing). Idempotent.
+   * checkpointing). Idempotent: later calls return null.
    *
-   * @return the final checkpoint, or null if none was taken
+   * @return the final checkpoint, or null if none was due
+   * @throws PServerException (UNAVAILABLE, "final checkpoint failed: ...") if the final checkpoint
+   *     failed, e.g. fenced or the disk refused: updates acknowledged since the last checkpoint are
+   *     then not on disk. The service is stopped either way; the caller must not report success
    */
   public CheckpointMeta shutdown() {
     closing = true;
@@ -568,7 +571,10 @@ public final class Service implements AutoCloseable {
         try {
           return checkpoint();
         } catch (PServerException e) {
-          LOG.error("pserver {}: final checkpoint failed: {}", index(), e.getMessage());
+          CheckpointMeta last = lastCheckpoint();
+          LOG.error("pserver {}: FINAL CHECKPOINT FAILED: {}. Updates acknowledged since {} are not on disk.",
+              index(), e.getMessage(), last == null ? "initialization" : "checkpoint " + last.uuid());
+          throw new PServerException(e.code(), "final checkpoint failed: " + e.getMessage(), e);
         }
       }
       return null;

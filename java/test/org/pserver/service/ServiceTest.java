@@ -297,6 +297,25 @@ class ServiceTest {
   }
 
   @Test
+  void aFailedFinalCheckpointIsAnErrorAndTheServiceStopsAnyway() throws Exception {
+    Fence fence = new Fence(new LocalKVStore(dir));
+    CheckpointManager cm = new CheckpointManager(dir, 0, fence, Kernels.get(), Duration.ofSeconds(3));
+    Service s = new Service(new Service.Options(0, Kernels.get(), Duration.ZERO, false, Duration.ofHours(1)), cm, null, Service.WriteGate.OPEN);
+    s.initParam(new ParameterWithConfig(new Parameter("w", ElementType.FLOAT32, f32(1)), null));
+    s.finishInitParams();
+    CheckpointMeta a = s.checkpoint();
+    s.sendGrad(new Gradient("w", ElementType.FLOAT32, f32(1)), null, 0, 0);
+    fence.refusal = "disk on fire"; // the store refuses: the final checkpoint cannot be published
+    PServerException e = assertThrows(PServerException.class, s::shutdown);
+    assertEquals(PServerException.Code.UNAVAILABLE, e.code());
+    assertTrue(e.getMessage().startsWith("final checkpoint failed: checkpoint failed: fenced: disk on fire"), e.getMessage());
+    assertEquals(List.of(Path.of(a.path())), checkpointFiles());
+    assertRefused(PServerException.Code.UNAVAILABLE, "pserver 0 is shutting down",
+        () -> s.sendGrad(new Gradient("w", ElementType.FLOAT32, f32(1)), null, 0, 0));
+    assertEquals(null, s.shutdown(), "stopped: a second shutdown has nothing to do");
+  }
+
+  @Test
   void initParamRacingFinishInitParamsIsAcknowledgedOnlyIfItIsPartOfTheInitializedModel() throws Exception {
     for (int round = 0; round < 20; round++) {
       try (Service s = service(false, Duration.ZERO, null)) {
