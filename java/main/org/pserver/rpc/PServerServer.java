@@ -1,5 +1,6 @@
 package org.pserver.rpc;
 
+import io.grpc.BindableService;
 import io.grpc.Server;
 import io.grpc.ServerBuilder;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
@@ -22,7 +23,8 @@ import org.slf4j.LoggerFactory;
 /**
  * A gRPC server around a {@link Service}: the {@code pserver.PServer} service, standard health
  * checking (SERVING while the service accepts writes, NOT_SERVING when fenced or shutting down)
- * and server reflection.
+ * and server reflection, both {@code grpc.reflection.v1} and, while grpc-java still ships it, the
+ * older {@code grpc.reflection.v1alpha} that older grpcurl and other tools ask for.
  *
  * <p>Shutdown order: health goes NOT_SERVING, the server stops taking calls, reads waiting for
  * initialization end ({@link Service#endWaits()}), calls in flight finish, then {@link
@@ -46,13 +48,26 @@ public final class PServerServer implements AutoCloseable {
 
   private PServerServer(Service service, ServerBuilder<?> builder, int maxMessageBytes) {
     this.service = service;
-    this.server =
-        builder
-            .maxInboundMessageSize(maxMessageBytes)
-            .addService(new PServerGrpcService(service))
-            .addService(health.getHealthService())
-            .addService(ProtoReflectionServiceV1.newInstance())
-            .build();
+    builder
+        .maxInboundMessageSize(maxMessageBytes)
+        .addService(new PServerGrpcService(service))
+        .addService(health.getHealthService())
+        .addService(ProtoReflectionServiceV1.newInstance());
+    BindableService v1alpha = reflectionV1Alpha();
+    if (v1alpha != null) {
+      builder.addService(v1alpha);
+    }
+    this.server = builder.build();
+  }
+
+  /** grpc-java's deprecated v1alpha reflection service, or null once it is gone from the classpath. */
+  private static BindableService reflectionV1Alpha() {
+    try {
+      return (BindableService) Class.forName("io.grpc.protobuf.services.ProtoReflectionService").getMethod("newInstance").invoke(null);
+    } catch (ReflectiveOperationException | LinkageError | ClassCastException e) {
+      LOG.debug("no grpc.reflection.v1alpha service: {}", e.toString());
+      return null;
+    }
   }
 
   /**

@@ -374,28 +374,43 @@ class PServerRpcTest {
     assertArrayEquals(new float[] {0.5f, 1.5f, 2.5f}, get("w"));
   }
 
+  /** Completes with the first reply of a reflection stream, or its error. */
+  private static <T> StreamObserver<T> firstReply(CompletableFuture<T> reply) {
+    return new StreamObserver<>() {
+      @Override
+      public void onNext(T v) {
+        reply.complete(v);
+      }
+
+      @Override
+      public void onError(Throwable t) {
+        reply.completeExceptionally(t);
+      }
+
+      @Override
+      public void onCompleted() {}
+    };
+  }
+
   @Test
-  void reflectionIsOn() {
-    io.grpc.reflection.v1.ServerReflectionGrpc.ServerReflectionStub r = io.grpc.reflection.v1.ServerReflectionGrpc.newStub(ps.channel);
-    CompletableFuture<List<String>> names = new CompletableFuture<>();
-    io.grpc.stub.StreamObserver<io.grpc.reflection.v1.ServerReflectionRequest> req =
-        r.serverReflectionInfo(new io.grpc.stub.StreamObserver<>() {
-          @Override
-          public void onNext(io.grpc.reflection.v1.ServerReflectionResponse v) {
-            names.complete(v.getListServicesResponse().getServiceList().stream().map(s -> s.getName()).toList());
-          }
-
-          @Override
-          public void onError(Throwable t) {
-            names.completeExceptionally(t);
-          }
-
-          @Override
-          public void onCompleted() {}
-        });
+  void reflectionIsOnInBothVersions() {
+    CompletableFuture<io.grpc.reflection.v1.ServerReflectionResponse> v1 = new CompletableFuture<>();
+    StreamObserver<io.grpc.reflection.v1.ServerReflectionRequest> req =
+        io.grpc.reflection.v1.ServerReflectionGrpc.newStub(ps.channel).serverReflectionInfo(firstReply(v1));
     req.onNext(io.grpc.reflection.v1.ServerReflectionRequest.newBuilder().setListServices("").build());
     req.onCompleted();
-    assertTrue(names.join().contains("pserver.PServer"), names.join().toString());
+    List<String> names = v1.join().getListServicesResponse().getServiceList().stream().map(s -> s.getName()).toList();
+    assertTrue(names.contains("pserver.PServer"), names.toString());
+
+    // Older grpcurl and other tools still ask the v1alpha service.
+    CompletableFuture<io.grpc.reflection.v1alpha.ServerReflectionResponse> alpha = new CompletableFuture<>();
+    StreamObserver<io.grpc.reflection.v1alpha.ServerReflectionRequest> oldReq =
+        io.grpc.reflection.v1alpha.ServerReflectionGrpc.newStub(ps.channel).serverReflectionInfo(firstReply(alpha));
+    oldReq.onNext(io.grpc.reflection.v1alpha.ServerReflectionRequest.newBuilder().setFileContainingSymbol("pserver.PServer").build());
+    oldReq.onCompleted();
+    io.grpc.reflection.v1alpha.ServerReflectionResponse r = alpha.join();
+    assertFalse(r.hasErrorResponse(), r.toString());
+    assertTrue(r.getFileDescriptorResponse().getFileDescriptorProtoCount() > 0, r.toString());
   }
 
   @Test
