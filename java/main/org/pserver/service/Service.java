@@ -556,16 +556,20 @@ public final class Service implements AutoCloseable {
     endWaits();
     drain.writeLock().lock(); // every write that got in before has finished
     try {
+      ScheduledExecutorService periodic;
       synchronized (this) {
         if (stopped) {
           return null;
         }
         stopped = true;
-        if (scheduler != null) {
-          // No interrupt: a periodic checkpoint in progress finishes; the final one waits for it.
-          scheduler.shutdown();
-          scheduler = null;
-        }
+        periodic = scheduler;
+        scheduler = null;
+      }
+      if (periodic != null) {
+        // No interrupt: a periodic checkpoint in progress finishes before the final one, and none
+        // runs after it (or after this returns).
+        periodic.shutdown();
+        awaitQuietly(periodic);
       }
       if (initialized && checkpoints != null) {
         try {
@@ -607,7 +611,20 @@ public final class Service implements AutoCloseable {
     scheduler.scheduleWithFixedDelay(this::periodicCheckpoint, every, every, TimeUnit.MILLISECONDS);
   }
 
+  private static void awaitQuietly(ScheduledExecutorService executor) {
+    try {
+      while (!executor.awaitTermination(1, TimeUnit.MINUTES)) {
+        LOG.warn("still waiting for a periodic checkpoint to finish before the final one");
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
   private void periodicCheckpoint() {
+    if (closing) {
+      return; // the final checkpoint follows
+    }
     try {
       long now = System.currentTimeMillis();
       for (Slot s : store.all()) {

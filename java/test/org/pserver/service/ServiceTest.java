@@ -178,9 +178,82 @@ class ServiceTest {
       } finally {
         pool.shutdownNow();
       }
-      s.shutdown(); // stops the periodic ones, then the final one
-      assertEquals(CheckpointMeta.fromJson(kv.get(Seed.checkpointKey(0), Duration.ofSeconds(1))), s.status().lastCheckpoint());
+      CheckpointMeta last = s.shutdown(); // stops the periodic ones, then takes the final one
+      assertEquals(last, CheckpointMeta.fromJson(kv.get(Seed.checkpointKey(0), Duration.ofSeconds(1))));
+      assertEquals(last, s.status().lastCheckpoint());
     }
+  }
+
+  /**
+   * Whether the periodic checkpoint thread is parked in a periodic run before it takes its
+   * checkpoint (on a parameter's lock, while it expires old dedup records).
+   */
+  private static boolean periodicRunIsBlockedBeforeTaking() {
+    return Thread.getAllStackTraces().entrySet().stream().anyMatch(e -> e.getKey().getName().equals("pserver-0-checkpoint")
+        && e.getKey().getState() == Thread.State.WAITING
+        && java.util.Arrays.stream(e.getValue()).anyMatch(f -> f.getMethodName().equals("periodicCheckpoint"))
+        && java.util.Arrays.stream(e.getValue()).noneMatch(f -> f.getClassName().equals(CheckpointManager.class.getName())));
+  }
+
+  /** Streams {@code w} out, stalling with its lock held until {@code release} counts down. */
+  private static CompletableFuture<Void> stalledReader(WeightsSource w, CountDownLatch release) {
+    return CompletableFuture.runAsync(() -> {
+      try {
+        w.writeTo(new java.io.OutputStream() {
+          @Override
+          public void write(int b) {}
+
+          @Override
+          public void write(byte[] b, int off, int len) {
+            try {
+              release.await();
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+            }
+          }
+        }, new byte[8]);
+      } catch (IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+    });
+  }
+
+  @Test
+  void noPeriodicCheckpointRunsAfterShutdownReturns() throws Exception {
+    KVStore kv = new LocalKVStore(dir);
+    Service s = service(false, Duration.ofMillis(20), new CheckpointManager(dir, 0, kv, Kernels.get(), Duration.ofSeconds(3)));
+    s.initParam(new ParameterWithConfig(new Parameter("w", ElementType.FLOAT32, f32(1)), null));
+    s.finishInitParams();
+    WeightsSource w = s.openParams(List.of("w"), Long.MAX_VALUE).get(0);
+    // A reader stalls holding the lock of "w" until a periodic run stops on it before taking its
+    // checkpoint (if the run stopped inside its checkpoint instead, try again).
+    CountDownLatch release = null;
+    CompletableFuture<Void> reader = null;
+    for (int attempt = 0; attempt < 50 && reader == null; attempt++) {
+      CountDownLatch r = new CountDownLatch(1);
+      CompletableFuture<Void> f = stalledReader(w, r);
+      long until = System.nanoTime() + Duration.ofMillis(500).toNanos();
+      while (!periodicRunIsBlockedBeforeTaking() && System.nanoTime() < until) {
+        Thread.sleep(5);
+      }
+      if (periodicRunIsBlockedBeforeTaking()) {
+        release = r;
+        reader = f;
+      } else {
+        r.countDown();
+        f.get(10, TimeUnit.SECONDS);
+      }
+    }
+    assertTrue(reader != null, "a periodic run waits for the reader before taking its checkpoint");
+    CompletableFuture<CheckpointMeta> stopping = CompletableFuture.supplyAsync(s::shutdown);
+    Thread.sleep(200); // shutdown gets as far as it can while the reader stalls
+    release.countDown();
+    reader.get(10, TimeUnit.SECONDS);
+    CheckpointMeta last = stopping.get(10, TimeUnit.SECONDS);
+    Thread.sleep(100); // room for a late periodic checkpoint to publish
+    assertEquals(last, CheckpointMeta.fromJson(kv.get(Seed.checkpointKey(0), Duration.ofSeconds(1))),
+        "the final checkpoint is the last one published");
+    assertEquals(last, s.status().lastCheckpoint());
   }
 
   /** A gate the test closes, and a store that fences like etcd: it refuses puts while closed. */
