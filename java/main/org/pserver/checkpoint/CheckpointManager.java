@@ -32,21 +32,33 @@ import org.slf4j.LoggerFactory;
  * <ol>
  *   <li>stream the parameters into {@code <index>-<uuid>.ckpt.tmp}, each under its own lock;
  *   <li>fsync the file, rename it to {@code <index>-<uuid>.ckpt}, fsync the directory;
- *   <li>publish the metadata at {@code /checkpoints/<index>} in the {@link KVStore};
- *   <li>delete older files of this index, keeping the two newest (the one just published and its
- *       predecessor, the fallback).
+ *   <li>publish the metadata at {@code /checkpoints/<index>} in the {@link KVStore}; if that fails,
+ *       delete the new file (unless reading the metadata back shows it was published after all),
+ *       so a file that was never published never passes for a checkpoint;
+ *   <li>delete every other file of this index but two: the one just published and the one in
+ *       effect before it (the fallback). "In effect" is what this manager last published or
+ *       recovered, not the newest file on disk: a stray file (a crash between rename and publish)
+ *       or the unusable file that metadata still names after a fallback is never kept as the
+ *       fallback. Before a manager has published or recovered anything, the file the metadata
+ *       names is the one in effect; if there is none, nothing is deleted.
  * </ol>
  *
  * A crash at any point leaves the previously published checkpoint intact and loadable; at worst a
- * stray {@code .tmp} file is left, which the next start deletes.
+ * stray {@code .tmp} file is left, which the next start deletes, or a renamed but unpublished file,
+ * which the next checkpoint deletes.
  *
  * <h2>Recovering</h2>
  *
  * No metadata means a fresh start. Otherwise the published file is verified (CRC-32 against the
  * metadata) and loaded. If the metadata is garbage, points outside the directory, or the file is
- * missing, corrupt or fails the checksum, the newest older file of this index that verifies (by its
- * own trailer CRC) is used instead, with a loud log; if there is none, recovery fails and the
- * pserver must not start: it never silently re-initializes over a checkpoint it could not read.
+ * missing, corrupt or fails the checksum, the newest file of this index that is older than the
+ * published one and verifies (by its own trailer CRC) is used instead, with a loud log. "Older"
+ * compares the creation time in each file's header with the metadata's {@code timestamp} (the
+ * published file's creation time); files not older were never published and are skipped. When the
+ * metadata itself is unusable (garbage, or a path outside the directory) there is nothing to
+ * compare with and the newest file that verifies is used. If no file qualifies, recovery fails
+ * and the pserver must not start: it never silently re-initializes over a checkpoint it could not
+ * read.
  *
  * <p>Thread-safe: checkpoints are taken one at a time.
  */
@@ -54,7 +66,6 @@ public final class CheckpointManager {
   private static final Logger LOG = LoggerFactory.getLogger(CheckpointManager.class);
   private static final String SUFFIX = ".ckpt";
   private static final String TMP = ".tmp";
-  private static final int KEEP = 2;
 
   private final Path dir;
   private final int index;
@@ -62,6 +73,8 @@ public final class CheckpointManager {
   private final UpdateKernels kernels;
   private final Duration storeTimeout;
   private volatile Metrics metrics = Metrics.NONE;
+  /** The checkpoint in effect; written only under this object's lock, read without it. */
+  private volatile CheckpointMeta current;
 
   public CheckpointManager(Path dir, int index, KVStore store, UpdateKernels kernels, Duration storeTimeout) {
     this.dir = dir.toAbsolutePath().normalize();
@@ -83,7 +96,23 @@ public final class CheckpointManager {
     this.metrics = Objects.requireNonNull(metrics, "metrics");
   }
 
-  /** Takes a checkpoint of {@code slots}, publishes its metadata and applies retention. */
+  /**
+   * The checkpoint in effect: the last one this manager published, or the one {@link #recover()}
+   * returned (after a fallback, the older file it loaded, not the unusable one the metadata still
+   * names); null before either. Never moves backwards, and does not wait for a checkpoint in
+   * progress.
+   */
+  public CheckpointMeta current() {
+    return current;
+  }
+
+  /**
+   * Takes a checkpoint of {@code slots}, publishes its metadata and applies retention.
+   *
+   * @throws IOException if it could not be written or published; then no new file is left behind
+   *     (but see {@link KVStore}: a failed put may have happened, which is checked by reading the
+   *     metadata back) and the checkpoint in effect is unchanged
+   */
   public synchronized CheckpointMeta take(List<Slot> slots) throws IOException {
     long start = System.nanoTime();
     try {
@@ -118,9 +147,55 @@ public final class CheckpointManager {
     Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE);
     fsyncDirectory();
     CheckpointMeta meta = new CheckpointMeta(uuid, file.toString(), crc, created);
-    store.put(Seed.checkpointKey(index), meta.toJson(), storeTimeout, false);
-    retain(file);
+    Path before = inEffect();
+    publish(meta, file);
+    current = meta;
+    retain(file, before);
     return new Taken(meta, bytes);
+  }
+
+  /**
+   * Publishes {@code meta}; if the store refuses, deletes {@code file} and rethrows, unless the
+   * metadata read back is {@code meta} (a store exception means the put may have happened).
+   */
+  private void publish(CheckpointMeta meta, Path file) throws IOException {
+    try {
+      store.put(Seed.checkpointKey(index), meta.toJson(), storeTimeout, false);
+    } catch (IOException | RuntimeException e) {
+      if (publishedAnyway(meta)) {
+        LOG.warn("publishing checkpoint {} of pserver {} reported {}, but the metadata names it: it is published", meta.uuid(), index, e.toString());
+        return;
+      }
+      try {
+        Files.deleteIfExists(file);
+      } catch (IOException d) {
+        e.addSuppressed(d);
+      }
+      LOG.error("checkpoint {} of pserver {} was written but not published ({}): deleted {}", meta.uuid(), index, e.toString(), file);
+      throw e;
+    }
+  }
+
+  private boolean publishedAnyway(CheckpointMeta meta) {
+    try {
+      return meta.equals(readMeta(store, index));
+    } catch (IOException | RuntimeException e) {
+      return false;
+    }
+  }
+
+  /** The file of the checkpoint in effect; before any, the one the metadata names (null: none). */
+  private Path inEffect() {
+    CheckpointMeta m = current;
+    if (m != null) {
+      return Path.of(m.path());
+    }
+    try {
+      Path p = confine(readMeta(store, index).path());
+      return Files.exists(p) ? p : null;
+    } catch (IOException | RuntimeException e) {
+      return null;
+    }
   }
 
   /**
@@ -129,7 +204,13 @@ public final class CheckpointManager {
    *
    * @throws CheckpointException when metadata exists but no checkpoint of this index is usable
    */
-  public Optional<Checkpoint> recover() throws IOException {
+  public synchronized Optional<Checkpoint> recover() throws IOException {
+    Optional<Checkpoint> cp = find();
+    cp.ifPresent(c -> current = c.meta());
+    return cp;
+  }
+
+  private Optional<Checkpoint> find() throws IOException {
     deleteStaleTemporaries();
     CheckpointMeta meta;
     try {
@@ -141,18 +222,18 @@ public final class CheckpointManager {
         }
         return Optional.empty();
       }
-      return Optional.of(fallBack(null, e));
+      return Optional.of(fallBack(null, Long.MAX_VALUE, e));
     }
     Path path;
     try {
       path = confine(meta.path());
     } catch (CheckpointException e) {
-      return Optional.of(fallBack(null, e));
+      return Optional.of(fallBack(null, Long.MAX_VALUE, e));
     }
     try {
       return Optional.of(load(path, meta, index, kernels));
     } catch (CheckpointException e) {
-      return Optional.of(fallBack(path, e));
+      return Optional.of(fallBack(path, meta.timestamp(), e));
     }
   }
 
@@ -181,15 +262,25 @@ public final class CheckpointManager {
     }
     List<Checkpoint.Entry> entries = CheckpointFile.read(path, index, kernels);
     CheckpointMeta m =
-        meta != null ? meta : new CheckpointMeta(uuidOf(path), path.toString(), c.whole(), Files.getLastModifiedTime(path).toMillis() * 1_000_000L);
+        meta != null ? meta : new CheckpointMeta(uuidOf(path), path.toString(), c.whole(), CheckpointFile.created(path));
     return new Checkpoint(m, entries);
   }
 
-  private Checkpoint fallBack(Path failed, CheckpointException why) throws CheckpointException {
+  /**
+   * The newest file created before {@code olderThan} (ns; {@link Long#MAX_VALUE}: any) that
+   * verifies, other than {@code failed}.
+   */
+  private Checkpoint fallBack(Path failed, long olderThan, CheckpointException why) throws CheckpointException {
     metrics.checkpointFallback();
-    List<Path> candidates = files();
-    candidates.removeIf(p -> p.equals(failed));
-    for (Path p : candidates) {
+    for (Candidate c : files()) {
+      Path p = c.path();
+      if (p.equals(failed)) {
+        continue;
+      }
+      if (c.created() >= olderThan) {
+        LOG.warn("not falling back to {}: it is not older than the published checkpoint, so it was never published", p);
+        continue;
+      }
       try {
         Checkpoint cp = load(p, null, index, kernels);
         LOG.error(
@@ -215,38 +306,47 @@ public final class CheckpointManager {
     return p;
   }
 
-  /** Complete checkpoint files of this index, newest first. */
-  private List<Path> files() {
-    List<Path> out = new ArrayList<>();
+  /** A checkpoint file and the creation time in its header ({@link Long#MIN_VALUE}: unreadable). */
+  private record Candidate(Path path, long created) {}
+
+  /** Renamed checkpoint files of this index, newest first by the creation time in their headers. */
+  private List<Candidate> files() {
+    List<Candidate> out = new ArrayList<>();
     if (!Files.isDirectory(dir)) {
       return out;
     }
     try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, index + "-*" + SUFFIX)) {
-      ds.forEach(out::add);
+      ds.forEach(p -> out.add(new Candidate(p, created(p))));
     } catch (IOException e) {
       LOG.warn("cannot list {}: {}", dir, e.toString());
     }
-    out.sort(Comparator.comparingLong(CheckpointManager::modified).reversed());
+    out.sort(Comparator.comparingLong(Candidate::created).reversed().thenComparing(Candidate::path));
     return out;
   }
 
-  private static long modified(Path p) {
+  private static long created(Path p) {
     try {
-      return Files.getLastModifiedTime(p).toMillis();
+      return CheckpointFile.created(p);
     } catch (IOException e) {
-      return 0;
+      return Long.MIN_VALUE;
     }
   }
 
-  private void retain(Path published) {
-    List<Path> all = files();
-    all.remove(published);
-    all.add(0, published);
-    for (int i = KEEP; i < all.size(); i++) {
+  /** Deletes every file of this index but {@code published} and {@code before} (null: none). */
+  private void retain(Path published, Path before) {
+    if (before == null) {
+      LOG.debug("pserver {}: no earlier checkpoint was in effect; deleting no older files", index);
+      return;
+    }
+    for (Candidate c : files()) {
+      Path p = c.path();
+      if (p.equals(published) || p.equals(before)) {
+        continue;
+      }
       try {
-        Files.deleteIfExists(all.get(i));
+        Files.deleteIfExists(p);
       } catch (IOException e) {
-        LOG.warn("cannot delete old checkpoint {}: {}", all.get(i), e.toString());
+        LOG.warn("cannot delete old checkpoint {}: {}", p, e.toString());
       }
     }
   }

@@ -12,6 +12,7 @@ import org.pserver.cluster.EtcdSecurity;
 import org.pserver.metrics.Metrics;
 import org.pserver.node.PServerNode;
 import org.pserver.rpc.PServerServer;
+import org.pserver.service.PServerException;
 import org.pserver.service.Service;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -26,6 +27,13 @@ import picocli.CommandLine.Spec;
  * {@code pserver serve}: runs one pserver until SIGTERM or SIGINT, then stops taking writes,
  * finishes the calls in flight, takes a final checkpoint and exits 0.
  *
+ * <p>Exit codes: 0 after an orderly stop (also when the signal came during start-up, before
+ * serving: start-up is interrupted, nothing was acknowledged); 1 another start-up failure; 2 a bad
+ * flag or no loadable checkpoint; 3 the index was taken over in etcd mode; 4 the final checkpoint
+ * failed, so updates acknowledged since the last checkpoint are lost. The signal handlers are
+ * installed before start-up, so no signal is ever handled by the JVM's default (exit 143 with no
+ * final checkpoint).
+ *
  * <p>The seed's flags, as long options; each can also come from {@code PSERVER_<NAME>} (e.g.
  * {@code PSERVER_CHECKPOINT_INTERVAL=10m}); the command line wins.
  */
@@ -36,6 +44,9 @@ import picocli.CommandLine.Spec;
     description = "Runs a pserver: standalone without --etcd-endpoint, else registered in etcd.")
 final class ServeCommand implements Callable<Integer> {
   private static final Logger LOG = LoggerFactory.getLogger(ServeCommand.class);
+  static final int EXIT_NO_CHECKPOINT = 2;
+  static final int EXIT_TAKEN_OVER = 3;
+  static final int EXIT_FINAL_CHECKPOINT_FAILED = 4;
 
   @Spec CommandSpec spec;
 
@@ -106,6 +117,12 @@ final class ServeCommand implements Callable<Integer> {
         numPservers, advertiseHost, checkpointPath, checkpointInterval, maxMessageBytes, allowNonFinite, dedupTtl);
     Operations ops = Operations.open(spec, monitoring, tls);
     EtcdSecurity etcd = etcdSecurity.toEtcdSecurity();
+    CountDownLatch stop = new CountDownLatch(1);
+    StartUp startUp = new StartUp();
+    Signals.onTermination(() -> {
+      stop.countDown();
+      startUp.signalled();
+    });
     PServerNode node;
     try {
       node = PServerNode.start(config, new PServerNode.Hooks() {
@@ -116,6 +133,7 @@ final class ServeCommand implements Callable<Integer> {
 
         @Override
         public Consumer<NettyServerBuilder> serverCustomizer(Service service) {
+          startUp.serving(); // the server is built and started next
           return ops.attach(service);
         }
 
@@ -129,25 +147,60 @@ final class ServeCommand implements Callable<Integer> {
           ops.started(server);
         }
       });
-    } catch (CheckpointException e) {
-      LOG.error("pserver {}: refusing to start: {}", idx, e.getMessage());
-      ops.close();
-      return 2;
+    } catch (Exception e) {
+      if (stop.getCount() == 0) {
+        LOG.info("signal received during start-up: stopped before serving ({})", e.toString());
+        ops.close();
+        return 0;
+      }
+      if (e instanceof CheckpointException) {
+        LOG.error("pserver {}: refusing to start: {}", idx, e.getMessage());
+        ops.close();
+        return EXIT_NO_CHECKPOINT;
+      }
+      throw e;
     }
+    startUp.serving();
     LOG.info("{}; checkpoint interval {}", node.describe(), GoDuration.format(checkpointInterval));
-    CountDownLatch stop = new CountDownLatch(1);
-    Signals.onTermination(stop::countDown);
     node.fatal().thenRun(stop::countDown);
     stop.await();
     if (node.fatal().isDone()) {
       LOG.error("pserver {} exits: {}", node.index(), node.fatal().join());
       ops.close();
-      return 3;
+      return EXIT_TAKEN_OVER;
     }
     LOG.info("signal received: draining calls in flight, then a final checkpoint");
-    node.shutdown(shutdownGrace);
+    try {
+      node.shutdown(shutdownGrace);
+    } catch (PServerException e) {
+      LOG.error("pserver {}: stopped WITHOUT A FINAL CHECKPOINT, exit code {}: {}", node.index(), EXIT_FINAL_CHECKPOINT_FAILED, e.getMessage());
+      ops.close();
+      return EXIT_FINAL_CHECKPOINT_FAILED;
+    }
     ops.close();
     LOG.info("stopped");
     return 0;
+  }
+
+  /**
+   * A signal during start-up interrupts the main thread (e.g. a wait for a free index in etcd)
+   * while nothing can have been acknowledged yet; from the moment the server is about to start, a
+   * signal only releases the main thread's wait, and the node then stops in order.
+   */
+  private static final class StartUp {
+    private final Thread main = Thread.currentThread();
+    private boolean starting = true;
+
+    synchronized void signalled() {
+      if (starting) {
+        main.interrupt();
+      }
+    }
+
+    /** On the main thread: no more interrupts, and none left pending. */
+    synchronized void serving() {
+      starting = false;
+      Thread.interrupted();
+    }
   }
 }

@@ -6,7 +6,8 @@ import org.slf4j.LoggerFactory;
  * SIGTERM and SIGINT handling for the daemon. The JVM's default for SIGTERM runs shutdown hooks
  * and exits with 143; the daemon instead wants to drain, take its final checkpoint and exit 0, so
  * it takes the signals over (through {@code sun.misc.Signal}, the supported way to do this on JDK
- * 17+) and does the work on its main thread.
+ * 17+) and does the work on its main thread. Install the handlers before the server starts: a
+ * signal that arrives earlier gets the JVM's default.
  */
 final class Signals {
   private Signals() {}

@@ -10,6 +10,7 @@ import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import org.pserver.checkpoint.Checkpoint;
 import org.pserver.checkpoint.CheckpointManager;
+import org.pserver.checkpoint.CheckpointMeta;
 import io.grpc.netty.NettyServerBuilder;
 import java.util.function.Consumer;
 import org.pserver.cluster.EtcdClient;
@@ -267,12 +268,22 @@ public final class PServerNode implements AutoCloseable {
         + ", checkpoints in " + config.checkpointPath().toAbsolutePath().normalize() + ", " + cp;
   }
 
-  /** Graceful stop: drain, final checkpoint, then revoke the etcd lease. */
-  public void shutdown(Duration grace) {
-    server.shutdown(grace);
-    if (etcd != null) {
-      etcd.close();
-      metrics.registration(Metrics.LeaseState.RELEASED, -1);
+  /**
+   * Graceful stop: drain, final checkpoint, then revoke the etcd lease.
+   *
+   * @return the final checkpoint, or null if none was due
+   * @throws org.pserver.service.PServerException if the final checkpoint failed: acknowledged
+   *     updates since the last checkpoint are not on disk. The node has stopped (and released its
+   *     lease) all the same
+   */
+  public CheckpointMeta shutdown(Duration grace) {
+    try {
+      return server.shutdown(grace);
+    } finally {
+      if (etcd != null) {
+        etcd.close();
+        metrics.registration(Metrics.LeaseState.RELEASED, -1);
+      }
     }
   }
 

@@ -19,6 +19,7 @@ import org.pserver.rpc.Requests.Grads;
 import org.pserver.rpc.Requests.Received;
 import org.pserver.service.ParameterWithConfig;
 import org.pserver.service.Service;
+import org.pserver.service.WeightsSource;
 
 /**
  * The {@code pserver.PServer} service bound with the bulk-data methods on their fast paths:
@@ -52,11 +53,11 @@ final class FastPaths {
     put(fast, PServerGrpc.getGetParamMethod().toBuilder(
             PServerGrpc.getGetParamMethod().getRequestMarshaller(), ParamReplies.MARSHALLER).build(),
         UnaryHandler.<GetParamRequest, ParamReplies.Reply>plain(req -> new ParamReplies.Reply(
-            service.openParams(List.of(req.getName()), PServerGrpcService.deadlineNanos()), true)));
+            open(service, List.of(req.getName())), true)));
     put(fast, PServerGrpc.getGetParamsMethod().toBuilder(
             PServerGrpc.getGetParamsMethod().getRequestMarshaller(), ParamReplies.MARSHALLER).build(),
         UnaryHandler.<GetParamsRequest, ParamReplies.Reply>plain(req -> new ParamReplies.Reply(
-            service.openParams(req.getNamesList(), PServerGrpcService.deadlineNanos()), false)));
+            open(service, req.getNamesList()), false)));
 
     ServiceDescriptor generatedDescriptor = generated.getServiceDescriptor();
     List<ServerMethodDefinition<?, ?>> methods = new ArrayList<>();
@@ -72,6 +73,11 @@ final class FastPaths {
       b.addMethod(m);
     }
     return b.build();
+  }
+
+  /** The parameters to send, waiting for initialization within the call's deadline and cancellation. */
+  private static List<WeightsSource> open(Service service, List<String> names) {
+    return PServerGrpcService.whileWaiting(cancelled -> service.openParams(names, PServerGrpcService.deadlineNanos(), cancelled));
   }
 
   /** Applies a parsed push; true if it was a duplicate. */

@@ -11,7 +11,10 @@ import io.grpc.stub.StreamObserver;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
 import java.util.function.Supplier;
 import org.pserver.ElementType;
 import org.pserver.checkpoint.CheckpointMeta;
@@ -110,14 +113,14 @@ final class PServerGrpcService implements PServerGrpc.AsyncService, BindableServ
 
   @Override
   public void getParam(GetParamRequest req, StreamObserver<org.pserver.proto.Parameter> out) {
-    call(out, () -> toProto(service.getParam(req.getName(), deadlineNanos())));
+    call(out, () -> toProto(whileWaiting(cancelled -> service.getParams(List.of(req.getName()), deadlineNanos(), cancelled)).get(0)));
   }
 
   @Override
   public void getParams(GetParamsRequest req, StreamObserver<GetParamsResponse> out) {
     call(out, () -> {
       GetParamsResponse.Builder b = GetParamsResponse.newBuilder();
-      for (Parameter p : service.getParams(req.getNamesList(), deadlineNanos())) {
+      for (Parameter p : whileWaiting(cancelled -> service.getParams(req.getNamesList(), deadlineNanos(), cancelled))) {
         b.addParams(toProto(p));
       }
       return b.build();
@@ -209,6 +212,23 @@ final class PServerGrpcService implements PServerGrpc.AsyncService, BindableServ
         .setCrc32((int) m.crc32())
         .setTimestamp(m.timestamp())
         .build();
+  }
+
+  /**
+   * Runs a read with a future that completes when the current call is cancelled (by the client,
+   * its deadline, or the server's forced stop), for the service's wait for initialization to end
+   * on. The listener is removed afterwards, so a read that did not wait costs nothing later.
+   */
+  static <T> T whileWaiting(Function<CompletionStage<?>, T> read) {
+    Context call = Context.current();
+    CompletableFuture<Void> cancelled = new CompletableFuture<>();
+    Context.CancellationListener listener = c -> cancelled.complete(null);
+    call.addListener(listener, Runnable::run);
+    try {
+      return read.apply(cancelled);
+    } finally {
+      call.removeListener(listener);
+    }
   }
 
   /** The call's deadline as a System.nanoTime() value, or Long.MAX_VALUE without one. */

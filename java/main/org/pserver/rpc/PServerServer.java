@@ -1,5 +1,6 @@
 package org.pserver.rpc;
 
+import io.grpc.BindableService;
 import io.grpc.Server;
 import io.grpc.ServerBuilder;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
@@ -13,6 +14,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import org.pserver.checkpoint.CheckpointMeta;
 import org.pserver.proto.PServerGrpc;
 import org.pserver.service.Service;
 import org.slf4j.Logger;
@@ -21,10 +23,12 @@ import org.slf4j.LoggerFactory;
 /**
  * A gRPC server around a {@link Service}: the {@code pserver.PServer} service, standard health
  * checking (SERVING while the service accepts writes, NOT_SERVING when fenced or shutting down)
- * and server reflection.
+ * and server reflection, both {@code grpc.reflection.v1} and, while grpc-java still ships it, the
+ * older {@code grpc.reflection.v1alpha} that older grpcurl and other tools ask for.
  *
- * <p>Shutdown order: health goes NOT_SERVING, the server stops taking calls and waits for those in
- * flight, then {@link Service#shutdown()} takes the final checkpoint; see {@link #shutdown}.
+ * <p>Shutdown order: health goes NOT_SERVING, the server stops taking calls, reads waiting for
+ * initialization end ({@link Service#endWaits()}), calls in flight finish, then {@link
+ * Service#shutdown()} takes the final checkpoint; see {@link #shutdown}.
  */
 public final class PServerServer implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PServerServer.class);
@@ -44,13 +48,26 @@ public final class PServerServer implements AutoCloseable {
 
   private PServerServer(Service service, ServerBuilder<?> builder, int maxMessageBytes) {
     this.service = service;
-    this.server =
-        builder
-            .maxInboundMessageSize(maxMessageBytes)
-            .addService(new PServerGrpcService(service))
-            .addService(health.getHealthService())
-            .addService(ProtoReflectionServiceV1.newInstance())
-            .build();
+    builder
+        .maxInboundMessageSize(maxMessageBytes)
+        .addService(new PServerGrpcService(service))
+        .addService(health.getHealthService())
+        .addService(ProtoReflectionServiceV1.newInstance());
+    BindableService v1alpha = reflectionV1Alpha();
+    if (v1alpha != null) {
+      builder.addService(v1alpha);
+    }
+    this.server = builder.build();
+  }
+
+  /** grpc-java's deprecated v1alpha reflection service, or null once it is gone from the classpath. */
+  private static BindableService reflectionV1Alpha() {
+    try {
+      return (BindableService) Class.forName("io.grpc.protobuf.services.ProtoReflectionService").getMethod("newInstance").invoke(null);
+    } catch (ReflectiveOperationException | LinkageError | ClassCastException e) {
+      LOG.debug("no grpc.reflection.v1alpha service: {}", e.toString());
+      return null;
+    }
   }
 
   /**
@@ -113,13 +130,19 @@ public final class PServerServer implements AutoCloseable {
   }
 
   /**
-   * Graceful stop: NOT_SERVING, no new calls, in-flight calls finish (up to {@code grace}), then
-   * the service's final checkpoint. Returns once everything has stopped.
+   * Graceful stop: NOT_SERVING, no new calls, waits for initialization end, in-flight calls finish
+   * (up to {@code grace}), then the service's final checkpoint. Returns once everything has
+   * stopped.
+   *
+   * @return the final checkpoint, or null if none was due (see {@link Service#shutdown()})
+   * @throws org.pserver.service.PServerException if the final checkpoint failed; everything has
+   *     stopped all the same
    */
-  public void shutdown(Duration grace) {
+  public CheckpointMeta shutdown(Duration grace) {
     healthRefresh.shutdownNow();
     health.enterTerminalState();
     server.shutdown();
+    service.endWaits();
     try {
       if (!server.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS)) {
         LOG.warn("calls still running after {}: cancelling them", grace);
@@ -130,7 +153,7 @@ public final class PServerServer implements AutoCloseable {
       Thread.currentThread().interrupt();
       server.shutdownNow();
     }
-    service.shutdown();
+    return service.shutdown();
   }
 
   /**

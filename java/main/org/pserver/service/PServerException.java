@@ -3,7 +3,10 @@ package org.pserver.service;
 /**
  * A refused operation: a {@link Code} (which the gRPC layer maps one to one onto a status code)
  * and a message naming the problem, the seed's exact string where it has one. When a {@link
- * Service} method throws this, nothing was changed.
+ * Service} method throws this, nothing was changed, with one exception: UNAVAILABLE from {@link
+ * Service#sendGrads} whose message says the push "may have been applied" (ownership was lost while
+ * it was applied; retry it with the same trainer id and sequence number, which are deduplicated).
+ * {@link Service#shutdown()} throws it, after stopping, when its final checkpoint failed.
  */
 public final class PServerException extends RuntimeException {
   private static final long serialVersionUID = 1L;

@@ -10,10 +10,13 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Objects;
 import java.util.Set;
-import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.pserver.Seed;
 import org.pserver.checkpoint.Checkpoint;
@@ -40,15 +43,23 @@ import org.slf4j.LoggerFactory;
  *
  * <ul>
  *   <li>Before {@link #finishInitParams()}: {@link #initParam} stores parameters; {@link
- *       #sendGrads} fails with "pserver not fully initialized"; {@link #getParam} waits.
+ *       #sendGrads} fails with "pserver not fully initialized"; {@link #getParam} waits (until its
+ *       deadline, its cancellation, or {@link #endWaits()}).
  *   <li>{@link #finishInitParams()} succeeds exactly once, even when calls race; later calls, and
  *       {@link #initParam}, fail with "pserver already initialized". It starts the periodic
  *       checkpoints.
  *   <li>A service restored from a {@link Checkpoint} starts initialized and keeps checkpointing
  *       (the seed stopped).
  *   <li>{@link #close()} refuses new writes, waits for the ones in flight, takes a final checkpoint
- *       and stops: every acknowledged update is in that checkpoint.
+ *       and stops: every acknowledged update is in that checkpoint, or it throws.
  * </ul>
+ *
+ * <h2>Writes and fencing</h2>
+ *
+ * Every write ({@link #initParam}, {@link #finishInitParams}, {@link #sendGrads}, {@link
+ * #checkpoint}) consults the {@link WriteGate} first and is refused with UNAVAILABLE while the gate
+ * is closed (a fenced, possibly deposed pserver must not acknowledge anything) or the service is
+ * shutting down.
  *
  * <h2>Updates</h2>
  *
@@ -59,7 +70,10 @@ import org.slf4j.LoggerFactory;
  * duplicate. Reads return consistent copies, never torn ones.
  *
  * <p>Every failure is a {@link PServerException} whose code says why; when one is thrown nothing
- * changed. Thread-safe.
+ * changed, with one exception. Trap: {@link #sendGrads} checks the gate again after applying, and
+ * if ownership was lost meanwhile it throws UNAVAILABLE although the push <em>may have been
+ * applied</em> (its message says so); a retry with the same trainer id and sequence number is
+ * deduplicated wherever the update survived, a retry without them may apply it twice. Thread-safe.
  */
 public final class Service implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(Service.class);
@@ -91,7 +105,9 @@ public final class Service implements AutoCloseable {
   private final CheckpointManager checkpoints;
   private final WriteGate gate;
   private final ParameterStore store = new ParameterStore();
-  private final CountDownLatch initLatch = new CountDownLatch(1);
+  /** Readers waiting for initialization wait on {@link #waitsChanged}. */
+  private final ReentrantLock waits = new ReentrantLock();
+  private final Condition waitsChanged = waits.newCondition();
   /** Init calls hold the read lock; finishing takes the write lock, so no init slips in after. */
   private final ReentrantReadWriteLock initLock = new ReentrantReadWriteLock();
   /** Writes hold the read lock; shutdown takes the write lock to wait for the ones in flight. */
@@ -99,7 +115,9 @@ public final class Service implements AutoCloseable {
 
   private volatile boolean initialized;
   private volatile boolean closing;
-  private volatile CheckpointMeta lastCheckpoint;
+  private volatile boolean waitsEnded;
+  /** The checkpoint this service started from, or null. */
+  private final CheckpointMeta restoredFrom;
   private volatile Metrics metrics = Metrics.NONE;
   private ScheduledExecutorService scheduler;
   private boolean stopped;
@@ -115,13 +133,12 @@ public final class Service implements AutoCloseable {
     this.options = options;
     this.checkpoints = checkpoints;
     this.gate = gate;
+    this.restoredFrom = restored == null ? null : restored.meta();
     if (restored != null) {
       for (Checkpoint.Entry e : restored.entries()) {
         store.add(new Slot(e.name(), e.optimizer(), e.applied()));
       }
-      lastCheckpoint = restored.meta();
       initialized = true;
-      initLatch.countDown();
       startCheckpointing();
     }
   }
@@ -145,11 +162,13 @@ public final class Service implements AutoCloseable {
    * Stores a parameter and its optimizer.
    *
    * @throws PServerException FAILED_PRECONDITION "pserver already initialized"; ALREADY_EXISTS for
-   *     a name that exists (never overwritten); INVALID_ARGUMENT for a bad name, config or content
+   *     a name that exists (never overwritten); INVALID_ARGUMENT for a bad name, config or content;
+   *     UNAVAILABLE when fenced or shutting down
    */
   public void initParam(ParameterWithConfig pwc) {
     Parameter p = pwc.param();
     checkName(p.name());
+    enterWrite();
     initLock.readLock().lock();
     try {
       if (initialized) {
@@ -170,27 +189,34 @@ public final class Service implements AutoCloseable {
       LOG.debug("initialized parameter {} ({} x {})", p.name(), opt.elements(), p.type());
     } finally {
       initLock.readLock().unlock();
+      drain.readLock().unlock();
     }
   }
 
   /**
    * Ends initialization. Exactly one call succeeds.
    *
-   * @throws PServerException FAILED_PRECONDITION "pserver already initialized" for every later call
+   * @throws PServerException FAILED_PRECONDITION "pserver already initialized" for every later
+   *     call; UNAVAILABLE when fenced or shutting down (then it did not finish)
    */
   public void finishInitParams() {
-    initLock.writeLock().lock();
+    enterWrite();
     try {
-      if (initialized) {
-        throw new PServerException(Code.FAILED_PRECONDITION, Seed.ALREADY_INITIALIZED);
+      initLock.writeLock().lock();
+      try {
+        if (initialized) {
+          throw new PServerException(Code.FAILED_PRECONDITION, Seed.ALREADY_INITIALIZED);
+        }
+        initialized = true;
+      } finally {
+        initLock.writeLock().unlock();
       }
-      initialized = true;
-      initLatch.countDown();
+      wakeWaiters();
+      LOG.info("pserver {}: initialization finished with {} parameters ({} bytes)", index(), store.size(), store.contentBytes());
+      startCheckpointing();
     } finally {
-      initLock.writeLock().unlock();
+      drain.readLock().unlock();
     }
-    LOG.info("pserver {}: initialization finished with {} parameters ({} bytes)", index(), store.size(), store.contentBytes());
-    startCheckpointing();
   }
 
   public boolean isInitialized() {
@@ -216,7 +242,10 @@ public final class Service implements AutoCloseable {
    *     was applied now
    * @throws PServerException FAILED_PRECONDITION "pserver not fully initialized"; UNAVAILABLE when
    *     fenced or shutting down; NOT_FOUND "parameter: NAME does not exist"; INVALID_ARGUMENT for a
-   *     type or length mismatch (the seed's messages), NaN/Inf, an empty or repeated name
+   *     type or length mismatch (the seed's messages), NaN/Inf, an empty or repeated name. All of
+   *     these mean nothing was applied, except UNAVAILABLE with "may have been applied" in its
+   *     message: ownership was lost while applying, so the push was applied but is not
+   *     acknowledged (retry it with the same trainer id and sequence number)
    */
   public boolean sendGrads(List<Gradient> grads, String trainerId, long seq, long low) {
     long start = System.nanoTime();
@@ -234,17 +263,12 @@ public final class Service implements AutoCloseable {
       throw rejected(Rejection.INVALID, n, new PServerException(Code.INVALID_ARGUMENT, "no gradient received"));
     }
     boolean dedup = trainerId != null && !trainerId.isEmpty() && seq > 0;
-    if (!drain.readLock().tryLock()) {
-      throw rejected(Rejection.UNAVAILABLE, n, shuttingDown());
+    try {
+      enterWrite();
+    } catch (PServerException e) {
+      throw rejected(Rejection.UNAVAILABLE, n, e);
     }
     try {
-      if (closing) {
-        throw rejected(Rejection.UNAVAILABLE, n, shuttingDown());
-      }
-      String fenced = gate.refusal();
-      if (fenced != null) {
-        throw rejected(Rejection.UNAVAILABLE, n, fenced(fenced));
-      }
       Slot[] slots = new Slot[n];
       Set<String> names = new HashSet<>();
       for (int i = 0; i < n; i++) {
@@ -302,7 +326,11 @@ public final class Service implements AutoCloseable {
       }
       // Applied, but do not acknowledge if ownership was lost meanwhile: the trainer retries, and
       // the retry is deduplicated wherever this update survives.
-      refuseIfFenced();
+      String lost = gate.refusal();
+      if (lost != null) {
+        throw new PServerException(Code.UNAVAILABLE, fenced(lost).getMessage()
+            + "; this push may have been applied: retry it with its trainer id and sequence number, which are deduplicated");
+      }
       return duplicates == n;
     } finally {
       drain.readLock().unlock();
@@ -316,7 +344,8 @@ public final class Service implements AutoCloseable {
    * A consistent copy of a parameter, waiting (until {@code deadlineNanos}, a {@link
    * System#nanoTime()} value; {@link Long#MAX_VALUE} = no deadline) for initialization to finish.
    *
-   * @throws PServerException NOT_FOUND, or DEADLINE_EXCEEDED / CANCELLED while waiting
+   * @throws PServerException NOT_FOUND, or while waiting: DEADLINE_EXCEEDED, CANCELLED (the thread
+   *     was interrupted), UNAVAILABLE "pserver N is shutting down" ({@link #endWaits()})
    */
   public Parameter getParam(String name, long deadlineNanos) {
     return getParams(List.of(name), deadlineNanos).get(0);
@@ -324,7 +353,17 @@ public final class Service implements AutoCloseable {
 
   /** Consistent copies of parameters in the order asked; every name is checked first. */
   public List<Parameter> getParams(List<String> names, long deadlineNanos) {
-    List<Slot> slots = slots(names, deadlineNanos);
+    return getParams(names, deadlineNanos, null);
+  }
+
+  /**
+   * As {@link #getParams(List, long)}, and a wait for initialization also ends, with CANCELLED,
+   * when {@code cancelled} completes (normally or not): a transport passes its call's cancellation,
+   * so a caller that gave up does not hold a thread. Trap: a callback is added to {@code
+   * cancelled} for each wait, so pass a future per call, not one that lives forever; null: never.
+   */
+  public List<Parameter> getParams(List<String> names, long deadlineNanos, CompletionStage<?> cancelled) {
+    List<Slot> slots = slots(names, deadlineNanos, cancelled);
     List<Parameter> out = new ArrayList<>(slots.size());
     long sent = 0;
     for (Slot s : slots) {
@@ -349,7 +388,12 @@ public final class Service implements AutoCloseable {
    * each parameter's weights straight into its send buffers, one consistent copy each.
    */
   public List<WeightsSource> openParams(List<String> names, long deadlineNanos) {
-    List<Slot> slots = slots(names, deadlineNanos);
+    return openParams(names, deadlineNanos, null);
+  }
+
+  /** As {@link #openParams(List, long)}, with a cancellation as in {@link #getParams(List, long, CompletionStage)}. */
+  public List<WeightsSource> openParams(List<String> names, long deadlineNanos, CompletionStage<?> cancelled) {
+    List<Slot> slots = slots(names, deadlineNanos, cancelled);
     List<WeightsSource> out = new ArrayList<>(slots.size());
     long bytes = 0;
     for (Slot s : slots) {
@@ -360,11 +404,11 @@ public final class Service implements AutoCloseable {
     return out;
   }
 
-  private List<Slot> slots(List<String> names, long deadlineNanos) {
+  private List<Slot> slots(List<String> names, long deadlineNanos, CompletionStage<?> cancelled) {
     if (names.isEmpty()) {
       return List.of();
     }
-    awaitInitialized(deadlineNanos);
+    awaitInitialized(deadlineNanos, cancelled);
     List<Slot> slots = new ArrayList<>(names.size());
     for (String name : names) {
       Slot s = store.get(name);
@@ -376,23 +420,61 @@ public final class Service implements AutoCloseable {
     return slots;
   }
 
-  private void awaitInitialized(long deadlineNanos) {
+  private void awaitInitialized(long deadlineNanos, CompletionStage<?> cancelled) {
     if (initialized) {
       return;
     }
+    AtomicBoolean gaveUp = new AtomicBoolean();
+    if (cancelled != null) {
+      cancelled.whenComplete((v, e) -> {
+        gaveUp.set(true);
+        wakeWaiters();
+      });
+    }
+    waits.lock();
     try {
-      if (deadlineNanos == Long.MAX_VALUE) {
-        initLatch.await();
-      } else {
+      while (!initialized) {
+        if (waitsEnded) {
+          throw shuttingDown();
+        }
         long wait = deadlineNanos - System.nanoTime();
-        if (wait <= 0 || !initLatch.await(wait, TimeUnit.NANOSECONDS)) {
+        if (deadlineNanos != Long.MAX_VALUE && wait <= 0) {
           throw new PServerException(Code.DEADLINE_EXCEEDED, "deadline passed waiting: " + Seed.UNINITIALIZED);
+        }
+        if (gaveUp.get()) {
+          throw new PServerException(Code.CANCELLED, "cancelled waiting: " + Seed.UNINITIALIZED);
+        }
+        if (deadlineNanos == Long.MAX_VALUE) {
+          waitsChanged.await();
+        } else {
+          waitsChanged.awaitNanos(wait);
         }
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new PServerException(Code.CANCELLED, "cancelled waiting: " + Seed.UNINITIALIZED);
+    } finally {
+      waits.unlock();
     }
+  }
+
+  private void wakeWaiters() {
+    waits.lock();
+    try {
+      waitsChanged.signalAll();
+    } finally {
+      waits.unlock();
+    }
+  }
+
+  /**
+   * Ends every wait for initialization, now and from now on, with UNAVAILABLE "pserver N is
+   * shutting down"; nothing else changes. A transport calls it when it stops taking calls, so a
+   * read waiting without a deadline does not hold its shutdown up; {@link #shutdown()} calls it.
+   */
+  public void endWaits() {
+    waitsEnded = true;
+    wakeWaiters();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -402,7 +484,8 @@ public final class Service implements AutoCloseable {
    * Takes a checkpoint now.
    *
    * @throws PServerException FAILED_PRECONDITION before initialization or without a checkpoint
-   *     directory; UNAVAILABLE if the metadata could not be published (e.g. fenced)
+   *     directory; UNAVAILABLE when fenced (checked before anything is written) or if the file could
+   *     not be written or its metadata published (then no new file is left behind)
    */
   public CheckpointMeta checkpoint() {
     if (!initialized) {
@@ -411,9 +494,9 @@ public final class Service implements AutoCloseable {
     if (checkpoints == null) {
       throw new PServerException(Code.FAILED_PRECONDITION, "checkpointing is disabled (no checkpoint path)");
     }
+    refuseIfFenced();
     try {
       CheckpointMeta m = checkpoints.take(store.sorted());
-      lastCheckpoint = m;
       LOG.info("pserver {}: checkpoint {} ({} parameters) written to {}", index(), m.uuid(), store.size(), m.path());
       return m;
     } catch (IOException e) {
@@ -431,10 +514,19 @@ public final class Service implements AutoCloseable {
       CheckpointMeta lastCheckpoint,
       boolean serving) {}
 
+  /**
+   * A snapshot; its last checkpoint is the one in effect (see {@link CheckpointManager#current()}),
+   * which only moves forward even when periodic and on-demand checkpoints race.
+   */
   public Status status() {
     boolean serving = !closing && gate.refusal() == null;
     return new Status(
-        index(), initialized, store.size(), store.contentBytes(), options.kernels().name(), lastCheckpoint, serving);
+        index(), initialized, store.size(), store.contentBytes(), options.kernels().name(), lastCheckpoint(), serving);
+  }
+
+  private CheckpointMeta lastCheckpoint() {
+    CheckpointMeta m = checkpoints == null ? null : checkpoints.current();
+    return m != null ? m : restoredFrom;
   }
 
   /** Parameter names, sorted. */
@@ -450,31 +542,43 @@ public final class Service implements AutoCloseable {
   // Shutdown
 
   /**
-   * Stops taking writes, waits for the writes in flight, takes a final checkpoint (when
-   * initialized and checkpointing), and stops the periodic checkpoints. Idempotent.
+   * Stops taking writes, ends waits for initialization ({@link #endWaits()}), waits for the writes
+   * in flight, stops the periodic checkpoints and takes a final checkpoint (when initialized and
+   * checkpointing). Idempotent: later calls return null.
    *
-   * @return the final checkpoint, or null if none was taken
+   * @return the final checkpoint, or null if none was due
+   * @throws PServerException (UNAVAILABLE, "final checkpoint failed: ...") if the final checkpoint
+   *     failed, e.g. fenced or the disk refused: updates acknowledged since the last checkpoint are
+   *     then not on disk. The service is stopped either way; the caller must not report success
    */
   public CheckpointMeta shutdown() {
     closing = true;
+    endWaits();
     drain.writeLock().lock(); // every write that got in before has finished
     try {
+      ScheduledExecutorService periodic;
       synchronized (this) {
         if (stopped) {
           return null;
         }
         stopped = true;
-        if (scheduler != null) {
-          // No interrupt: a periodic checkpoint in progress finishes; the final one waits for it.
-          scheduler.shutdown();
-          scheduler = null;
-        }
+        periodic = scheduler;
+        scheduler = null;
+      }
+      if (periodic != null) {
+        // No interrupt: a periodic checkpoint in progress finishes before the final one, and none
+        // runs after it (or after this returns).
+        periodic.shutdown();
+        awaitQuietly(periodic);
       }
       if (initialized && checkpoints != null) {
         try {
           return checkpoint();
         } catch (PServerException e) {
-          LOG.error("pserver {}: final checkpoint failed: {}", index(), e.getMessage());
+          CheckpointMeta last = lastCheckpoint();
+          LOG.error("pserver {}: FINAL CHECKPOINT FAILED: {}. Updates acknowledged since {} are not on disk.",
+              index(), e.getMessage(), last == null ? "initialization" : "checkpoint " + last.uuid());
+          throw new PServerException(e.code(), "final checkpoint failed: " + e.getMessage(), e);
         }
       }
       return null;
@@ -507,7 +611,20 @@ public final class Service implements AutoCloseable {
     scheduler.scheduleWithFixedDelay(this::periodicCheckpoint, every, every, TimeUnit.MILLISECONDS);
   }
 
+  private static void awaitQuietly(ScheduledExecutorService executor) {
+    try {
+      while (!executor.awaitTermination(1, TimeUnit.MINUTES)) {
+        LOG.warn("still waiting for a periodic checkpoint to finish before the final one");
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
   private void periodicCheckpoint() {
+    if (closing) {
+      return; // the final checkpoint follows
+    }
     try {
       long now = System.currentTimeMillis();
       for (Slot s : store.all()) {
@@ -526,6 +643,25 @@ public final class Service implements AutoCloseable {
 
   // ---------------------------------------------------------------------------------------------
   // Helpers
+
+  /**
+   * Takes {@link #drain}'s read lock for a write, or throws UNAVAILABLE (shutting down, fenced)
+   * without it. The caller unlocks.
+   */
+  private void enterWrite() {
+    if (!drain.readLock().tryLock()) {
+      throw shuttingDown();
+    }
+    try {
+      if (closing) {
+        throw shuttingDown();
+      }
+      refuseIfFenced();
+    } catch (PServerException e) {
+      drain.readLock().unlock();
+      throw e;
+    }
+  }
 
   private void refuseIfFenced() {
     String why = gate.refusal();

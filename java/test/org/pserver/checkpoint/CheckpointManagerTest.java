@@ -24,6 +24,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.pserver.ElementType;
 import org.pserver.Seed;
+import org.pserver.cluster.KVStore;
 import org.pserver.cluster.LocalKVStore;
 import org.pserver.kernels.Kernels;
 import org.pserver.optimizer.ParameterOptimizer;
@@ -221,7 +222,7 @@ class CheckpointManagerTest {
   void aFailedPublishLeavesThePreviousCheckpointPublished() throws Exception {
     List<Slot> slots = slots(1);
     CheckpointMeta first = mgr.take(slots);
-    CheckpointManager failing = new CheckpointManager(dir, 3, new org.pserver.cluster.KVStore() {
+    CheckpointManager failing = new CheckpointManager(dir, 3, new KVStore() {
       @Override
       public byte[] get(String key, Duration t) throws IOException {
         return kv.get(key, t);
@@ -234,6 +235,122 @@ class CheckpointManagerTest {
     }, Kernels.get(), Duration.ofSeconds(1));
     assertThrows(IOException.class, () -> failing.take(slots));
     assertEquals(first.uuid(), mgr.recover().orElseThrow().meta().uuid());
+  }
+
+  /** The file names of checkpoints, sorted: to compare with {@link #files()}. */
+  private static List<Path> paths(CheckpointMeta... metas) {
+    return Stream.of(metas).map(m -> Path.of(m.path())).sorted().toList();
+  }
+
+  /**
+   * A complete, verifying file of index 3 that was never published here: what a crash between
+   * rename and publish leaves (written by a manager whose metadata goes elsewhere).
+   */
+  private CheckpointMeta strayFile() throws IOException {
+    Path elsewhere = dir.resolve("elsewhere");
+    return new CheckpointManager(dir, 3, new LocalKVStore(elsewhere), Kernels.get(), Duration.ofSeconds(3)).take(slots(7));
+  }
+
+  /** A store that fails every put while {@code failing}, after making it when {@code applyFirst}. */
+  private static final class FlakyStore implements KVStore {
+    final KVStore inner;
+    volatile boolean failing;
+    volatile boolean applyFirst;
+
+    FlakyStore(KVStore inner) {
+      this.inner = inner;
+    }
+
+    @Override
+    public byte[] get(String key, Duration t) throws IOException {
+      return inner.get(key, t);
+    }
+
+    @Override
+    public void put(String key, byte[] v, Duration t, boolean lease) throws IOException {
+      if (failing && applyFirst) {
+        inner.put(key, v, t, lease);
+      }
+      if (failing) {
+        throw new IOException("store down");
+      }
+      inner.put(key, v, t, lease);
+    }
+  }
+
+  @Test
+  void retentionKeepsThePublishedFileAndTheOneInEffectBeforeItNotAStrayNewerOne() throws Exception {
+    CheckpointMeta a = mgr.take(slots(1));
+    CheckpointMeta b = mgr.take(slots(2));
+    CheckpointMeta stray = strayFile(); // newer than b, never published here
+    assertEquals(paths(a, b, stray), files());
+    // A restart: the new manager recovers b and its first checkpoint keeps b, not the stray file.
+    CheckpointManager restarted = new CheckpointManager(dir, 3, kv, Kernels.get(), Duration.ofSeconds(3));
+    assertEquals(b, restarted.recover().orElseThrow().meta());
+    assertEquals(b, restarted.current());
+    CheckpointMeta c = restarted.take(slots(3));
+    assertEquals(paths(b, c), files());
+    assertEquals(c, restarted.current());
+  }
+
+  @Test
+  void aFailedPublishDeletesItsFileAndLeavesThePreviousGoodPairIntact() throws Exception {
+    FlakyStore flaky = new FlakyStore(kv);
+    CheckpointManager m = new CheckpointManager(dir, 3, flaky, Kernels.get(), Duration.ofSeconds(3));
+    CheckpointMeta a = m.take(slots(1));
+    CheckpointMeta b = m.take(slots(2));
+    flaky.failing = true;
+    for (int i = 0; i < 3; i++) {
+      assertThrows(IOException.class, () -> m.take(slots(3)));
+    }
+    assertEquals(paths(a, b), files(), "no file of a failed publish is left");
+    assertEquals(b, m.current());
+    assertEquals(b, CheckpointMeta.fromJson(kv.get(Seed.checkpointKey(3), Duration.ofSeconds(1))));
+    flaky.failing = false;
+    CheckpointMeta c = m.take(slots(4));
+    assertEquals(paths(b, c), files(), "the previous good one is the fallback");
+  }
+
+  @Test
+  void aPublishThatFailsAfterHappeningCountsAsPublished() throws Exception {
+    FlakyStore flaky = new FlakyStore(kv);
+    CheckpointManager m = new CheckpointManager(dir, 3, flaky, Kernels.get(), Duration.ofSeconds(3));
+    CheckpointMeta a = m.take(slots(1));
+    flaky.failing = true;
+    flaky.applyFirst = true; // e.g. a timeout after etcd committed the put
+    CheckpointMeta b = m.take(slots(2));
+    assertEquals(b, CheckpointMeta.fromJson(kv.get(Seed.checkpointKey(3), Duration.ofSeconds(1))));
+    assertEquals(paths(a, b), files());
+    assertEquals(b, mgr.recover().orElseThrow().meta());
+  }
+
+  @Test
+  void fallbackPicksTheNewestVerifyingFileOlderThanThePublishedOneAndSaysSoLoudly() throws Exception {
+    ch.qos.logback.classic.Logger logger = (ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(CheckpointManager.class);
+    ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> log = new ch.qos.logback.core.read.ListAppender<>();
+    log.start();
+    logger.addAppender(log);
+    try {
+      CheckpointMeta a = mgr.take(slots(1));
+      CheckpointMeta b = mgr.take(slots(2));
+      CheckpointMeta stray = strayFile(); // newer and verifying, but never published: not a fallback
+      corrupt(Path.of(b.path()));
+      CheckpointManager restarted = new CheckpointManager(dir, 3, kv, Kernels.get(), Duration.ofSeconds(3));
+      Checkpoint cp = restarted.recover().orElseThrow();
+      assertEquals(a.uuid(), cp.meta().uuid());
+      assertEquals(a.path(), cp.meta().path());
+      assertEquals(a.timestamp(), cp.meta().timestamp(), "the fallback's time is its header's creation time");
+      assertTrue(log.list.stream().anyMatch(e -> e.getLevel() == ch.qos.logback.classic.Level.ERROR
+          && e.getFormattedMessage().startsWith("CHECKPOINT FALLBACK") && e.getFormattedMessage().contains(a.path())),
+          log.list.toString());
+      assertTrue(log.list.stream().anyMatch(e -> e.getFormattedMessage().contains("not falling back to " + stray.path())),
+          log.list.toString());
+      // The next checkpoint keeps what was in effect (a), not the corrupt file the metadata named.
+      CheckpointMeta c = restarted.take(slots(3));
+      assertEquals(paths(a, c), files());
+    } finally {
+      logger.detachAppender(log);
+    }
   }
 
   @Test

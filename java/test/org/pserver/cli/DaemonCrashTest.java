@@ -8,6 +8,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.google.protobuf.ByteString;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
@@ -16,10 +18,15 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.pserver.cluster.EtcdServer;
 import org.pserver.proto.CheckpointRequest;
 import org.pserver.proto.ElementType;
 import org.pserver.proto.FinishInitParamsRequest;
@@ -33,7 +40,8 @@ import org.pserver.testing.DaemonProcess;
 
 /**
  * Crash safety of a real daemon process: SIGKILL in the middle of training and in the middle of a
- * checkpoint, SIGTERM's final checkpoint, and refusing to start on a corrupt checkpoint.
+ * checkpoint, SIGTERM's final checkpoint (with pushes in flight; failing: exit code 4; during
+ * start-up), and refusing to start on a corrupt checkpoint.
  *
  * <p>The model: six int64 counters trained with SGD at learning rate 1, so every value is an exact
  * sum of the gradients applied and "exactly the last checkpoint" can be checked bit for bit.
@@ -183,6 +191,87 @@ class DaemonCrashTest {
         java.util.Arrays.fill(want, -210);
         assertArrayEquals(longs(want).toByteArray(), b.toByteArray());
       }
+    }
+  }
+
+  private static void assertAllEqual(long want, List<ByteString> values) {
+    long[] all = new long[64];
+    java.util.Arrays.fill(all, want);
+    for (ByteString b : values) {
+      assertArrayEquals(longs(all).toByteArray(), b.toByteArray());
+    }
+  }
+
+  @Test
+  void sigtermWithPushesInFlightCheckpointsEveryAcknowledgedPush() throws Exception {
+    AtomicLong acknowledged = new AtomicLong();
+    try (DaemonProcess d = start(List.of()); Client c = new Client(d)) {
+      c.init();
+      int pushers = 4;
+      ExecutorService pool = Executors.newFixedThreadPool(pushers);
+      try {
+        List<Future<Status.Code>> ends = new ArrayList<>();
+        for (int t = 0; t < pushers; t++) {
+          ends.add(pool.submit(() -> {
+            while (true) {
+              try {
+                c.push(1);
+              } catch (StatusRuntimeException e) {
+                return e.getStatus().getCode(); // refused or cut off: not acknowledged
+              }
+              acknowledged.incrementAndGet();
+            }
+          }));
+        }
+        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (acknowledged.get() < 100 && System.nanoTime() < until) {
+          Thread.sleep(5);
+        }
+        assertTrue(acknowledged.get() >= 100, "pushes under way");
+        assertEquals(0, d.terminate(Duration.ofSeconds(60)), d.log()); // while they go on
+        for (Future<Status.Code> f : ends) {
+          assertEquals(Status.Code.UNAVAILABLE, f.get(30, TimeUnit.SECONDS));
+        }
+      } finally {
+        pool.shutdownNow();
+      }
+    }
+    try (DaemonProcess d = start(List.of()); Client c = new Client(d)) {
+      assertAllEqual(-acknowledged.get(), c.values());
+    }
+  }
+
+  @Test
+  void aFailedFinalCheckpointExitsWithCodeFourAndSaysSo() throws Exception {
+    Path ckpt = dir.resolve("ckpt");
+    String[] args = {"--checkpoint-path", ckpt.toString(), "--checkpoint-interval", "0"};
+    try (DaemonProcess d = DaemonProcess.serve(LOGS, List.of(), args); Client c = new Client(d)) {
+      c.init();
+      c.stub.checkpoint(CheckpointRequest.getDefaultInstance());
+      c.push(1); // acknowledged, in no checkpoint yet
+      // The checkpoint directory turns into a file, so the final checkpoint cannot be written.
+      // (Tests run as root: taking write permission away would not stop the daemon.)
+      Files.move(ckpt, dir.resolve("moved"));
+      Files.writeString(ckpt, "not a directory");
+      assertEquals(ServeCommand.EXIT_FINAL_CHECKPOINT_FAILED, d.terminate(Duration.ofSeconds(30)), d.log());
+      assertTrue(d.log().contains("FINAL CHECKPOINT FAILED"), d.log());
+      assertTrue(d.log().contains("stopped WITHOUT A FINAL CHECKPOINT, exit code 4"), d.log());
+    }
+  }
+
+  @Test
+  void sigtermDuringStartUpStopsInOrderRatherThanByTheJvmDefault() throws Exception {
+    try (EtcdServer etcd = EtcdServer.launch()) {
+      etcd.etcdctl("put", "/ps_desired", "1");
+      etcd.etcdctl("put", "/ps/0", "127.0.0.1:1"); // the only slot, taken on no lease: start-up waits
+      try (DaemonProcess d = DaemonProcess.launch(LOGS, List.of(), "--etcd-endpoint", etcd.endpoint(), "--num-pservers", "1",
+          "--advertise-host", "127.0.0.1", "--checkpoint-path", dir.toString())) {
+        assertTrue(d.awaitLog("pserver slots are taken", Duration.ofSeconds(60)), d.log());
+        assertEquals(0, d.terminate(Duration.ofSeconds(30)), d.log()); // the JVM's default would be 143
+        assertTrue(d.log().contains("signal received during start-up: stopped before serving"), d.log());
+        assertFalse(d.log().contains("listening on"), d.log());
+      }
+      assertEquals(List.of(), etcd.leases(), "no lease left behind");
     }
   }
 

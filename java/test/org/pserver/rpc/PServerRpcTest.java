@@ -14,12 +14,15 @@ import static org.pserver.rpc.InProcessPServer.param;
 import static org.pserver.rpc.InProcessPServer.sgd;
 
 import com.google.protobuf.ByteString;
+import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.health.v1.HealthGrpc;
+import io.grpc.stub.StreamObserver;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
@@ -42,6 +45,7 @@ import org.pserver.proto.FinishInitParamsRequest;
 import org.pserver.proto.GetParamRequest;
 import org.pserver.proto.GetParamsRequest;
 import org.pserver.proto.GetParamsResponse;
+import org.pserver.proto.PServerGrpc;
 import org.pserver.proto.SendGradsRequest;
 import org.pserver.proto.StatusRequest;
 import org.pserver.proto.StatusResponse;
@@ -246,6 +250,75 @@ class PServerRpcTest {
     assertArrayEquals(new float[] {1, 2, 3}, got.get());
   }
 
+  /** Reads "w" without a deadline in another thread; completes with the status it ends with. */
+  private static CompletableFuture<Status> waitingRead(PServerGrpc.PServerBlockingStub stub, Context.CancellableContext ctx) {
+    return CompletableFuture.supplyAsync(() -> {
+      Context previous = ctx.attach();
+      try {
+        stub.getParam(GetParamRequest.newBuilder().setName("w").build());
+        return Status.OK;
+      } catch (StatusRuntimeException e) {
+        return e.getStatus();
+      } finally {
+        ctx.detach(previous);
+      }
+    });
+  }
+
+  /** Server threads parked in the service's wait for initialization (found by its method name). */
+  private static long threadsWaitingForInitialization() {
+    return Thread.getAllStackTraces().values().stream()
+        .filter(st -> java.util.Arrays.stream(st).anyMatch(
+            f -> f.getClassName().equals(Service.class.getName()) && f.getMethodName().equals("awaitInitialized")))
+        .count();
+  }
+
+  private static void awaitThreadsWaitingForInitialization(long n) throws InterruptedException {
+    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+    while (threadsWaitingForInitialization() != n && System.nanoTime() < until) {
+      Thread.sleep(20);
+    }
+    assertEquals(n, threadsWaitingForInitialization(), "server threads waiting for initialization");
+  }
+
+  @Test
+  void aCancelledGetParamWaitingForInitializationReleasesItsServerThread() throws Exception {
+    initW();
+    // Server threads of its own (not the caller's, as with the direct executors of `ps`), so a
+    // server thread still blocked after the client gave up can be seen.
+    String name = io.grpc.inprocess.InProcessServerBuilder.generateName();
+    PServerServer pooled = PServerServer.on(ps.service, io.grpc.inprocess.InProcessServerBuilder.forName(name),
+        PServerServer.DEFAULT_MAX_MESSAGE_BYTES).start();
+    io.grpc.ManagedChannel ch = io.grpc.inprocess.InProcessChannelBuilder.forName(name).build();
+    try {
+      Context.CancellableContext ctx = Context.current().withCancellation();
+      CompletableFuture<Status> reader = waitingRead(PServerGrpc.newBlockingStub(ch), ctx);
+      awaitThreadsWaitingForInitialization(1);
+      ctx.cancel(null);
+      assertEquals(Status.Code.CANCELLED, reader.get(5, TimeUnit.SECONDS).getCode());
+      awaitThreadsWaitingForInitialization(0);
+      ps.stub.finishInitParams(FinishInitParamsRequest.getDefaultInstance());
+      assertArrayEquals(new float[] {1, 2, 3}, get("w"), "the pserver is unaffected");
+    } finally {
+      ch.shutdownNow();
+      pooled.abort();
+    }
+  }
+
+  @Test
+  void aGetParamWaitingForInitializationDoesNotHoldShutdownUp() throws Exception {
+    initW();
+    CompletableFuture<Status> reader = waitingRead(ps.stub, Context.current().withCancellation());
+    Thread.sleep(200);
+    assertFalse(reader.isDone(), "GetParam waits for FinishInitParams");
+    long start = System.nanoTime();
+    ps.server.shutdown(Duration.ofSeconds(30));
+    assertTrue(System.nanoTime() - start < TimeUnit.SECONDS.toNanos(10), "shutdown waited for the grace period");
+    Status s = reader.get(5, TimeUnit.SECONDS);
+    assertEquals(Status.Code.UNAVAILABLE, s.getCode(), s.toString());
+    assertEquals("pserver 0 is shutting down", s.getDescription());
+  }
+
   @Test
   void getParamsKeepsTheOrderAskedAndOfNothingReturnsNothing() {
     initW();
@@ -301,28 +374,43 @@ class PServerRpcTest {
     assertArrayEquals(new float[] {0.5f, 1.5f, 2.5f}, get("w"));
   }
 
+  /** Completes with the first reply of a reflection stream, or its error. */
+  private static <T> StreamObserver<T> firstReply(CompletableFuture<T> reply) {
+    return new StreamObserver<>() {
+      @Override
+      public void onNext(T v) {
+        reply.complete(v);
+      }
+
+      @Override
+      public void onError(Throwable t) {
+        reply.completeExceptionally(t);
+      }
+
+      @Override
+      public void onCompleted() {}
+    };
+  }
+
   @Test
-  void reflectionIsOn() {
-    io.grpc.reflection.v1.ServerReflectionGrpc.ServerReflectionStub r = io.grpc.reflection.v1.ServerReflectionGrpc.newStub(ps.channel);
-    CompletableFuture<List<String>> names = new CompletableFuture<>();
-    io.grpc.stub.StreamObserver<io.grpc.reflection.v1.ServerReflectionRequest> req =
-        r.serverReflectionInfo(new io.grpc.stub.StreamObserver<>() {
-          @Override
-          public void onNext(io.grpc.reflection.v1.ServerReflectionResponse v) {
-            names.complete(v.getListServicesResponse().getServiceList().stream().map(s -> s.getName()).toList());
-          }
-
-          @Override
-          public void onError(Throwable t) {
-            names.completeExceptionally(t);
-          }
-
-          @Override
-          public void onCompleted() {}
-        });
+  void reflectionIsOnInBothVersions() {
+    CompletableFuture<io.grpc.reflection.v1.ServerReflectionResponse> v1 = new CompletableFuture<>();
+    StreamObserver<io.grpc.reflection.v1.ServerReflectionRequest> req =
+        io.grpc.reflection.v1.ServerReflectionGrpc.newStub(ps.channel).serverReflectionInfo(firstReply(v1));
     req.onNext(io.grpc.reflection.v1.ServerReflectionRequest.newBuilder().setListServices("").build());
     req.onCompleted();
-    assertTrue(names.join().contains("pserver.PServer"), names.join().toString());
+    List<String> names = v1.join().getListServicesResponse().getServiceList().stream().map(s -> s.getName()).toList();
+    assertTrue(names.contains("pserver.PServer"), names.toString());
+
+    // Older grpcurl and other tools still ask the v1alpha service.
+    CompletableFuture<io.grpc.reflection.v1alpha.ServerReflectionResponse> alpha = new CompletableFuture<>();
+    StreamObserver<io.grpc.reflection.v1alpha.ServerReflectionRequest> oldReq =
+        io.grpc.reflection.v1alpha.ServerReflectionGrpc.newStub(ps.channel).serverReflectionInfo(firstReply(alpha));
+    oldReq.onNext(io.grpc.reflection.v1alpha.ServerReflectionRequest.newBuilder().setFileContainingSymbol("pserver.PServer").build());
+    oldReq.onCompleted();
+    io.grpc.reflection.v1alpha.ServerReflectionResponse r = alpha.join();
+    assertFalse(r.hasErrorResponse(), r.toString());
+    assertTrue(r.getFileDescriptorResponse().getFileDescriptorProtoCount() > 0, r.toString());
   }
 
   @Test
@@ -363,9 +451,11 @@ class PServerRpcTest {
       ps.stub.sendGrad(grad("c", ElementType.INT64, i64(1)));
     }
     org.pserver.checkpoint.CheckpointMeta last = ps.service.shutdown();
-    assertThrows(org.pserver.service.PServerException.class,
+    org.pserver.service.PServerException refused = assertThrows(org.pserver.service.PServerException.class,
         () -> ps.service.sendGrads(List.of(new org.pserver.service.Gradient("c", org.pserver.ElementType.INT64,
             java.nio.ByteBuffer.allocate(8))), null, 0, 0));
+    assertEquals(org.pserver.service.PServerException.Code.UNAVAILABLE, refused.code());
+    assertEquals("pserver 0 is shutting down", refused.getMessage());
     org.pserver.checkpoint.Checkpoint cp = ps.checkpoints.recover().orElseThrow();
     assertEquals(last.uuid(), cp.meta().uuid());
     java.nio.ByteBuffer w = cp.entries().get(0).optimizer().weights().order(java.nio.ByteOrder.LITTLE_ENDIAN);
