@@ -28,6 +28,7 @@ import java.net.NetworkInterface;
 import java.net.SocketException;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.Comparator;
 import java.util.List;
@@ -91,7 +92,12 @@ import org.slf4j.LoggerFactory;
  * re-registers <em>the same index</em> as soon as etcd answers (reusing the lease if it is still
  * alive, else a new one), then reports {@link OwnershipListener#ownershipRegained}. If another
  * pserver holds the index by then, it reports {@link OwnershipListener#indexTakenOver}, revokes its
- * lease and stops: it never takes another index silently (the daemon decides; it exits).
+ * lease and stops: it never takes another index silently (the daemon decides; it exits). The same
+ * happens when {@code /ps/<index>} is free again but {@code /checkpoints/<index>} is not what this
+ * pserver last saw (at its claim, or its own newest write of it): another pserver owned the index
+ * meanwhile, acknowledged writes and published a checkpoint of them before going away, and
+ * reclaiming with this pserver's in-memory state would silently drop them. The check is part of
+ * the claim transaction. A write of ours whose answer was lost is recognized by its value.
  *
  * <p>Every {@link #put} of a client on which {@code register} was called is fenced: refused with
  * {@link NotOwnerException} without calling etcd while {@link #isOwner()} is false, and otherwise
@@ -110,6 +116,11 @@ import org.slf4j.LoggerFactory;
  *       call); a {@code KVStore} timeout longer than that is cut to it.
  *   <li>{@link #close()} revokes the lease so {@code /ps/<index>} disappears at once; if etcd is
  *       unreachable then, the key disappears when the lease expires (TTL).
+ *   <li>Takeover detection after a loss rests on {@code /checkpoints/<index>}: a successor that
+ *       owned the index but never published a checkpoint leaves no trace, and this pserver then
+ *       reclaims the index (that successor's acknowledged writes were not durable: its own crash
+ *       would have lost them too). Conversely, anyone rewriting or deleting {@code
+ *       /checkpoints/<index>} by hand while this pserver is cut off makes it stop.
  * </ul>
  *
  * <p>Thread-safe. Logs through SLF4J only. Listener callbacks run on the client's own event thread.
@@ -117,6 +128,8 @@ import org.slf4j.LoggerFactory;
 public final class EtcdClient implements KVStore, AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(EtcdClient.class);
   private static final AtomicInteger INSTANCES = new AtomicInteger();
+  /** How many checkpoint-metadata writes of unknown outcome are remembered (oldest dropped). */
+  private static final int MAX_UNCONFIRMED = 16;
 
   /** Where the client stands; informational: {@link #isOwner()} is the fence. */
   public enum State {
@@ -164,6 +177,11 @@ public final class EtcdClient implements KVStore, AutoCloseable {
   private long heldSentNanos; // send time of the newest grant/keep-alive that proves heldLease
   private long heldTtl;
   private volatile Ownership own; // non-null only while OWNER; written under lock
+  // Mod revision of /checkpoints/<index> as of our claim or our newest confirmed fenced put of it
+  // (0: absent). A different revision when we reclaim means another pserver owned the index.
+  private long checkpointRevision = -1;
+  // Values of our fenced puts of /checkpoints/<index> whose outcome is unknown (they may have landed).
+  private final List<byte[]> unconfirmedCheckpoints = new ArrayList<>();
 
   /** An established claim: index, lease, and the mod revision of our /ps/<index> (the fence). */
   private static final class Ownership {
@@ -476,9 +494,9 @@ public final class EtcdClient implements KVStore, AutoCloseable {
         }
         if (waitReason == null) {
           long lease = ensureLease();
-          Claimed c = tryClaim(target, addr, lease);
-          if (c != null) {
-            install(target, lease, c.fence);
+          Claim c = claimTxn(target, addr, lease, -1);
+          if (c.succeeded()) {
+            install(target, lease, c.fence(), revisionOf(c.checkpoint()));
             log.info(
                 "registered as pserver {} of {}: {}={} on lease {} (TTL {} s)",
                 target,
@@ -529,31 +547,57 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     return b.toString();
   }
 
-  private record Claimed(long fence) {}
+  /**
+   * The outcome of a claim transaction: {@code fence > 0} if we hold {@code /ps/<index>} (claimed
+   * now, or by an earlier try of ours that did land); otherwise {@code holder} is whoever holds it
+   * (null: nobody, so the {@code /checkpoints/<index>} comparison failed). {@code checkpoint} is
+   * {@code /checkpoints/<index>} as of the transaction (null: absent).
+   */
+  private record Claim(long fence, KeyValue holder, KeyValue checkpoint) {
+    boolean succeeded() {
+      return fence > 0;
+    }
+  }
 
   /**
-   * Creates {@code /ps/<index>} on {@code lease} if absent. Returns null if someone else holds it;
-   * recognizes our own earlier claim (a retried transaction whose first try did land).
+   * Creates {@code /ps/<index>} on {@code lease} if it is absent and, when {@code
+   * checkpointRevision >= 0}, only if {@code /checkpoints/<index>} still has that mod revision (0:
+   * still absent). Reads {@code /checkpoints/<index>} in the same transaction either way.
+   * Recognizes our own earlier claim (a retried transaction whose first try did land).
    */
-  private Claimed tryClaim(int index, String addr, long lease) throws IOException, InterruptedException {
+  private Claim claimTxn(int index, String addr, long lease, long checkpointRevision)
+      throws IOException, InterruptedException {
     ByteSequence key = bytes(EtcdKeys.pserver(index));
+    ByteSequence checkpoint = bytes(EtcdKeys.checkpoint(index));
+    Cmp free = new Cmp(key, Cmp.Op.EQUAL, CmpTarget.createRevision(0));
+    Cmp[] conditions =
+        checkpointRevision < 0
+            ? new Cmp[] {free}
+            : new Cmp[] {free, new Cmp(checkpoint, Cmp.Op.EQUAL, CmpTarget.modRevision(checkpointRevision))};
     TxnResponse r =
         call(
             etcd.getKVClient()
                 .txn()
-                .If(new Cmp(key, Cmp.Op.EQUAL, CmpTarget.createRevision(0)))
-                .Then(Op.put(key, bytes(addr), PutOption.builder().withLeaseId(lease).build()))
-                .Else(Op.get(key, GetOption.DEFAULT))
+                .If(conditions)
+                .Then(
+                    Op.put(key, bytes(addr), PutOption.builder().withLeaseId(lease).build()),
+                    Op.get(checkpoint, GetOption.DEFAULT))
+                .Else(Op.get(key, GetOption.DEFAULT), Op.get(checkpoint, GetOption.DEFAULT))
                 .commit(),
             "claim " + EtcdKeys.pserver(index));
     if (r.isSucceeded()) {
-      return new Claimed(r.getHeader().getRevision());
+      return new Claim(r.getHeader().getRevision(), null, Etcd.txnGet(r, 0));
     }
     KeyValue kv = Etcd.txnGet(r, 0);
+    KeyValue cp = Etcd.txnGet(r, 1);
     if (kv != null && kv.getLease() == lease && addr.equals(string(kv.getValue()))) {
-      return new Claimed(kv.getModRevision());
+      return new Claim(kv.getModRevision(), null, cp);
     }
-    return null;
+    return new Claim(0, kv, cp);
+  }
+
+  private static long revisionOf(KeyValue kv) {
+    return kv == null ? 0 : kv.getModRevision();
   }
 
   /** The held lease if it is provably alive, else a renewed or new one. */
@@ -647,11 +691,18 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     }
   }
 
-  /** Makes a verified claim the current ownership: keeper, key watch, state. */
-  private void install(int idx, long lease, long fence) throws IOException {
+  /**
+   * Makes a verified claim the current ownership: keeper, key watch, state, and the revision of
+   * {@code /checkpoints/<idx>} that a later re-registration compares against.
+   */
+  private void install(int idx, long lease, long fence, long checkpointRev) throws IOException {
     synchronized (lock) {
       if (state == State.CLOSED) {
         throw closedException();
+      }
+      if (checkpointRev != checkpointRevision) {
+        checkpointRevision = checkpointRev;
+        unconfirmedCheckpoints.clear();
       }
       LeaseKeeper keeper =
           new LeaseKeeper(
@@ -741,11 +792,21 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     }
   }
 
-  /** One re-registration attempt; true when finished (regained, taken over, or not needed). */
+  /**
+   * One re-registration attempt; true when finished (regained, taken over, or not needed).
+   *
+   * <p>{@code /ps/<index>} being free is not enough to reclaim it: while this pserver was cut off,
+   * another one may have owned the index, acknowledged writes, published a checkpoint of them and
+   * gone away. Claiming the index back with this pserver's in-memory state would silently drop
+   * those writes. So the claim is conditional on {@code /checkpoints/<index>} still having the
+   * revision this pserver last saw (at its claim or its own newest write); if it changed, that is
+   * a takeover, as if the other pserver still held the index.
+   */
   private boolean reclaimOnce() throws IOException, InterruptedException {
     int idx;
     String addr;
     long lease;
+    long checkpointRev;
     synchronized (lock) {
       if (state != State.LOST) {
         return true;
@@ -753,6 +814,7 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       idx = index;
       addr = address;
       lease = heldLease;
+      checkpointRev = checkpointRevision;
     }
     registrationAttempts.incrementAndGet();
     if (lease != 0 && !renewHeldLease(lease)) {
@@ -764,19 +826,60 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       if (lease == 0) {
         lease = ensureLease();
       }
-      Claimed c = tryClaim(idx, addr, lease);
-      if (c != null) {
-        return regained(idx, lease, c.fence);
+      Claim c = claimTxn(idx, addr, lease, checkpointRev);
+      if (c.succeeded()) {
+        return regained(idx, lease, c.fence(), revisionOf(c.checkpoint()));
       }
-      kv = Etcd.first(call(etcd.getKVClient().get(bytes(key)), "read " + key));
+      kv = c.holder();
       if (kv == null) {
-        return false; // it came and went; try again
+        return checkpointChanged(idx, checkpointRev, c.checkpoint());
       }
     }
     if (lease != 0 && kv.getLease() == lease && addr.equals(string(kv.getValue()))) {
-      return regained(idx, lease, kv.getModRevision()); // our claim survived (e.g. etcd restarted)
+      // Our claim survived (e.g. etcd restarted): nobody else can have owned the index meanwhile.
+      return regained(idx, lease, kv.getModRevision(), checkpointRev);
     }
     String holder = string(kv.getValue());
+    return takenOver(idx, holder, key + " is now held by " + quote(holder) + " (lease " + hex(kv.getLease()) + ")");
+  }
+
+  /**
+   * {@code /ps/<idx>} was free but {@code /checkpoints/<idx>} is no longer what this pserver last
+   * saw. If it holds one of our own writes whose outcome was unknown, adopt it and try again
+   * (false); otherwise another pserver owned the index meanwhile: a takeover (true).
+   */
+  private boolean checkpointChanged(int idx, long expected, KeyValue now) {
+    String key = EtcdKeys.checkpoint(idx);
+    synchronized (lock) {
+      if (now != null) {
+        byte[] v = now.getValue().getBytes();
+        for (byte[] mine : unconfirmedCheckpoints) {
+          if (Arrays.equals(mine, v)) {
+            log.info(
+                "{} holds this pserver's own write whose answer was lost (revision {}); claiming {} again",
+                key,
+                now.getModRevision(),
+                EtcdKeys.pserver(idx));
+            checkpointRevision = now.getModRevision();
+            unconfirmedCheckpoints.clear();
+            return false;
+          }
+        }
+      }
+    }
+    String what =
+        now == null
+            ? key + " was deleted"
+            : key + " was rewritten at revision " + now.getModRevision() + ", after revision " + expected + " that this pserver last saw";
+    return takenOver(
+        idx,
+        "another pserver, since gone (" + what + ")",
+        EtcdKeys.pserver(idx) + " is free, but " + what + ": another pserver owned index " + idx
+            + " meanwhile, and its acknowledged, checkpointed updates must not be dropped");
+  }
+
+  /** Ends a lost ownership for good: revokes the lease, reports {@code indexTakenOver}. */
+  private boolean takenOver(int idx, String holder, String detail) {
     revokeHeldLease("index taken over");
     synchronized (lock) {
       if (state != State.LOST) {
@@ -784,24 +887,23 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       }
       state = State.TAKEN_OVER;
     }
+    String addr = address();
     log.error(
-        "{} is now held by {} (lease {}): another pserver took index {} while this one ({}) was not"
-            + " the owner. Not claiming any other index.",
-        key,
-        quote(holder),
-        hex(kv.getLease()),
+        "{}: another pserver took index {} while this one ({}) was not the owner. Not claiming any"
+            + " other index.",
+        detail,
         idx,
         addr);
     emit(l -> l.indexTakenOver(idx, holder));
     return true;
   }
 
-  private boolean regained(int idx, long lease, long fence) throws IOException {
+  private boolean regained(int idx, long lease, long fence, long checkpointRev) throws IOException {
     synchronized (lock) {
       if (state != State.LOST) {
         return true;
       }
-      install(idx, lease, fence);
+      install(idx, lease, fence, checkpointRev);
     }
     log.info("pserver {} regained ownership of {} on lease {}", idx, EtcdKeys.pserver(idx), hex(lease));
     emit(l -> l.ownershipRegained(idx));
@@ -1079,6 +1181,7 @@ public final class EtcdClient implements KVStore, AutoCloseable {
               + ")");
     }
     PutOption po = withLease ? PutOption.builder().withLeaseId(o.leaseId).build() : PutOption.DEFAULT;
+    boolean checkpoint = key.equals(EtcdKeys.checkpoint(o.index));
     TxnResponse r;
     try {
       r =
@@ -1094,11 +1197,39 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     } catch (Etcd.LeaseNotFoundException e) {
       lose(o, "etcd rejected a put on lease " + hex(o.leaseId) + ": " + e.getMessage());
       throw new NotOwnerException("refusing to write " + key + ": the ownership lease is gone");
+    } catch (IOException e) {
+      if (checkpoint) {
+        checkpointWriteUnknown(value);
+      }
+      throw e;
     }
     if (!r.isSucceeded()) {
       String why = EtcdKeys.pserver(o.index) + " is gone or changed (fenced put of " + key + " refused)";
       lose(o, why);
       throw new NotOwnerException("refusing to write " + key + ": " + why + "; nothing was written");
+    }
+    if (checkpoint) {
+      checkpointWritten(r.getHeader().getRevision());
+    }
+  }
+
+  /** Our fenced put of /checkpoints/<index> landed at {@code revision}: the new baseline. */
+  private void checkpointWritten(long revision) {
+    synchronized (lock) {
+      if (revision > checkpointRevision) {
+        checkpointRevision = revision;
+        unconfirmedCheckpoints.clear();
+      }
+    }
+  }
+
+  /** Our fenced put of /checkpoints/<index> may or may not have landed: remember its value. */
+  private void checkpointWriteUnknown(byte[] value) {
+    synchronized (lock) {
+      if (unconfirmedCheckpoints.size() >= MAX_UNCONFIRMED) {
+        unconfirmedCheckpoints.remove(0);
+      }
+      unconfirmedCheckpoints.add(value.clone());
     }
   }
 
