@@ -64,9 +64,13 @@ import org.slf4j.LoggerFactory;
  *       re-read with backoff until someone fixes it.
  *   <li>One lease (TTL {@code ttlSeconds}) is granted and a free {@code /ps/<i>} is claimed with a
  *       create-if-absent transaction on it, value {@code host:port} (host = the advertise address).
- *       With a preferred index the client waits for that index (logging who holds it); otherwise
- *       it takes the lowest free one. When all slots are taken it waits with capped exponential
- *       backoff and says so in the log. A waiting client holds no lease; a lost race retries at
+ *       With an explicit preferred index ({@code --index}) the client waits for that index as long
+ *       as it is held (logging who holds it). With remembered indices ({@link #registerRemembered}:
+ *       the ones this pserver's checkpoint directory served) it takes the first free one, and while
+ *       all are held it waits for them only a bounded time (long enough for its own previous
+ *       lease to expire after a crash), then takes the lowest free index. Otherwise it takes the
+ *       lowest free one. When all slots are taken it waits with capped exponential backoff and
+ *       says so in the log. A waiting client holds no lease; a lost race retries at
  *       once with the same lease; giving up, being interrupted or being closed revokes it.
  *   <li>{@code register} keeps trying (etcd unreachable: one clear log line per attempt, each
  *       attempt bounded by the dial timeout, then backoff) until it succeeds, the client is closed
@@ -130,6 +134,8 @@ public final class EtcdClient implements KVStore, AutoCloseable {
   private static final AtomicInteger INSTANCES = new AtomicInteger();
   /** How many checkpoint-metadata writes of unknown outcome are remembered (oldest dropped). */
   private static final int MAX_UNCONFIRMED = 16;
+  /** Longest pause between looks while waiting for a held remembered index. */
+  private static final Duration REMEMBERED_POLL = Duration.ofMillis(500);
 
   /** Where the client stands; informational: {@link #isOwner()} is the fence. */
   public enum State {
@@ -321,11 +327,63 @@ public final class EtcdClient implements KVStore, AutoCloseable {
   }
 
   /**
+   * How long {@link #registerRemembered} should wait for a remembered index that is held: long
+   * enough for a crashed predecessor's lease to expire, if it had the same TTL ({@code ttlSeconds},
+   * but at least etcd's 2 s minimum with default settings) plus 2 s for etcd to notice the expiry
+   * and for a slow restart. A predecessor that ran with a longer TTL may need longer.
+   */
+  public static Duration rememberedIndexWait(int ttlSeconds) {
+    return Duration.ofSeconds(Math.max(ttlSeconds, 2) + 2L);
+  }
+
+  /**
+   * Claims an index, preferring those this pserver served before (e.g. recorded in its checkpoint
+   * directory, whose checkpoints it would load), and returns it, blocking until it has one.
+   *
+   * <ul>
+   *   <li>The first free index of {@code remembered} (in the given order) is taken, whenever one is
+   *       free.
+   *   <li>While all of them are held, they are waited for at most {@code preferFor} (counted from
+   *       the first time etcd answered), typically {@link #rememberedIndexWait}: the holder may be
+   *       this pserver's own crashed predecessor, whose lease has not expired yet. After that the
+   *       lowest free index is taken, and registration never blocks on a remembered index again.
+   *   <li>Remembered indices not below {@code /ps_desired} (a record from an earlier job with more
+   *       pservers) are ignored with a warning.
+   * </ul>
+   *
+   * <p>Unlike {@link #register(int, int, Duration)}, a remembered index is a preference, never a
+   * requirement: pservers sharing a checkpoint directory, or one whose index was taken over, still
+   * register.
+   *
+   * @param remembered indices in order of preference (may be empty: the lowest free one)
+   * @param preferFor how long to wait for a held remembered index
+   * @param giveUpAfter as in {@link #register(int, int, Duration)}
+   * @throws IllegalStateException if {@code register} was already called on this client
+   * @throws IllegalArgumentException for a bad port, a negative remembered index or preferFor
+   * @throws IOException as in {@link #register(int, int, Duration)}
+   * @throws InterruptedException if interrupted; any lease granted on the way is revoked
+   */
+  public int registerRemembered(int port, List<Integer> remembered, Duration preferFor, Duration giveUpAfter)
+      throws IOException, InterruptedException {
+    List<Integer> r = List.copyOf(remembered);
+    for (int i : r) {
+      if (i < 0) {
+        throw new IllegalArgumentException("remembered index must be >= 0, got " + i);
+      }
+    }
+    if (preferFor == null || preferFor.isNegative()) {
+      throw new IllegalArgumentException("preferFor must be >= 0, got " + preferFor);
+    }
+    return register(port, new Preference(-1, r, preferFor), giveUpAfter);
+  }
+
+  /**
    * Claims a pserver index and returns it, blocking until it has one.
    *
    * @param port published as {@code <advertise host>:<port>}
-   * @param preferredIndex the index to wait for (e.g. the one this pserver had before a restart,
-   *     whose checkpoint it will load), or -1 for the lowest free one
+   * @param preferredIndex the index to wait for, as long as it is held (an operator's explicit
+   *     choice, such as a StatefulSet ordinal), or -1 for the lowest free one. For an index merely
+   *     remembered from an earlier run use {@link #registerRemembered}, which does not wait forever
    * @param giveUpAfter stop trying after this long (null: never; keep trying while etcd is
    *     unreachable or all slots are taken)
    * @throws IllegalStateException if {@code register} already succeeded on this client
@@ -337,11 +395,22 @@ public final class EtcdClient implements KVStore, AutoCloseable {
    */
   public int register(int port, int preferredIndex, Duration giveUpAfter)
       throws IOException, InterruptedException {
-    if (port < 1 || port > 65535) {
-      throw new IllegalArgumentException("port must be in 1..65535, got " + port);
-    }
     if (preferredIndex < -1) {
       throw new IllegalArgumentException("preferred index must be >= 0, or -1 for none; got " + preferredIndex);
+    }
+    return register(port, new Preference(preferredIndex, List.of(), Duration.ZERO), giveUpAfter);
+  }
+
+  /**
+   * Which index registration goes for: {@code explicit} (>= 0: waited for as long as it is held),
+   * else the first free of {@code remembered} (held ones waited for at most {@code preferFor}),
+   * else the lowest free one.
+   */
+  private record Preference(int explicit, List<Integer> remembered, Duration preferFor) {}
+
+  private int register(int port, Preference pref, Duration giveUpAfter) throws IOException, InterruptedException {
+    if (port < 1 || port > 65535) {
+      throw new IllegalArgumentException("port must be in 1..65535, got " + port);
     }
     String host = advertiseHost != null ? advertiseHost : detectAdvertiseHost();
     String addr = host + ":" + port;
@@ -360,11 +429,23 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     boolean done = false;
     try {
       int n = ensureDesired(attempts);
-      if (preferredIndex >= n) {
+      if (pref.explicit() >= n) {
         throw new IllegalArgumentException(
-            "preferred index " + preferredIndex + " is not below " + EtcdKeys.PS_DESIRED + "=" + n);
+            "preferred index " + pref.explicit() + " is not below " + EtcdKeys.PS_DESIRED + "=" + n);
       }
-      int i = claim(n, preferredIndex, addr, attempts);
+      List<Integer> remembered = new ArrayList<>();
+      for (int r : pref.remembered()) {
+        if (r >= n) {
+          log.warn(
+              "remembered index {} is not below {}={} (a record from an earlier job?); ignoring it",
+              r,
+              EtcdKeys.PS_DESIRED,
+              n);
+        } else if (!remembered.contains(r)) {
+          remembered.add(r);
+        }
+      }
+      int i = claim(n, new Preference(pref.explicit(), remembered, pref.preferFor()), addr, attempts);
       done = true;
       return i;
     } finally {
@@ -448,16 +529,19 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     return n;
   }
 
-  /** Claims the preferred or lowest free index; waits (holding no lease) while none is free. */
-  private int claim(int n, int preferred, String addr, Attempts attempts)
+  /** Claims the index {@code pref} asks for; waits (holding no lease) while it cannot. */
+  private int claim(int n, Preference pref, String addr, Attempts attempts)
       throws IOException, InterruptedException {
     Backoff backoff = newBackoff();
     int racesLost = 0;
     int waits = 0;
     String lastWait = null;
+    long preferSince = 0; // when etcd first answered (0: not yet); the remembered wait counts from it
+    boolean preferenceOver = pref.remembered().isEmpty();
     while (true) {
       checkOpen();
       String waitReason;
+      boolean waitingForRemembered = false;
       try {
         registrationAttempts.incrementAndGet();
         attempts.count++;
@@ -473,24 +557,52 @@ public final class EtcdClient implements KVStore, AutoCloseable {
             held.put(i.getAsInt(), kv);
           }
         }
+        long now = System.nanoTime();
+        if (preferSince == 0) {
+          preferSince = now;
+        }
         int target = -1;
-        if (preferred >= 0) {
-          KeyValue h = held.get(preferred);
-          target = preferred;
-          waitReason =
-              h == null
-                  ? null
-                  : "preferred index " + preferred + " is held by " + quote(string(h.getValue())) + "; waiting for it";
+        waitReason = null;
+        if (pref.explicit() >= 0) {
+          KeyValue h = held.get(pref.explicit());
+          target = pref.explicit();
+          if (h != null) {
+            waitReason =
+                "preferred index " + target + " is held by " + quote(string(h.getValue())) + "; waiting for it";
+          }
         } else {
-          for (int i = 0; i < n && target < 0; i++) {
+          for (int r : pref.remembered()) {
+            if (target < 0 && !held.containsKey(r)) {
+              target = r;
+            }
+          }
+          if (target < 0 && !preferenceOver) {
+            long left = preferSince + pref.preferFor().toNanos() - now;
+            String which = describe(held, pref.remembered());
+            if (left > 0) {
+              waitingForRemembered = true;
+              waitReason =
+                  "remembered index "
+                      + which
+                      + "; waiting up to "
+                      + Etcd.format(pref.preferFor())
+                      + " for it (a crashed predecessor's lease may not have expired yet)";
+            } else {
+              preferenceOver = true;
+              log.warn(
+                  "remembered index {} after {}; taking the lowest free index instead",
+                  which,
+                  Etcd.format(pref.preferFor()));
+            }
+          }
+          for (int i = 0; i < n && target < 0 && waitReason == null; i++) {
             if (!held.containsKey(i)) {
               target = i;
             }
           }
-          waitReason =
-              target >= 0
-                  ? null
-                  : "all " + n + " pserver slots are taken (" + describe(held) + "); waiting for one to free up";
+          if (target < 0 && waitReason == null) {
+            waitReason = "all " + n + " pserver slots are taken (" + describe(held) + "); waiting for one to free up";
+          }
         }
         if (waitReason == null) {
           long lease = ensureLease();
@@ -525,6 +637,9 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       revokeHeldLease("waiting for a slot");
       racesLost = 0;
       Duration d = backoff.next();
+      if (waitingForRemembered && d.compareTo(REMEMBERED_POLL) > 0) {
+        d = REMEMBERED_POLL; // bounded wait: notice the predecessor's key expiring promptly
+      }
       if (!waitReason.equals(lastWait) || ++waits % 10 == 0) {
         log.info("{}; retrying in {}", waitReason, Etcd.format(d));
       } else {
@@ -533,6 +648,17 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       lastWait = waitReason;
       attempts.sleep(d);
     }
+  }
+
+  /** "1 is held by 'h:p'" or "1, 3 are held by 'h:p', 'h:q'". */
+  private static String describe(TreeMap<Integer, KeyValue> held, List<Integer> indices) {
+    List<String> holders = new ArrayList<>();
+    for (int i : indices) {
+      KeyValue kv = held.get(i);
+      holders.add(kv == null ? "(none)" : quote(string(kv.getValue())));
+    }
+    String is = indices.size() == 1 ? " is" : " are";
+    return String.join(", ", indices.stream().map(String::valueOf).toList()) + is + " held by " + String.join(", ", holders);
   }
 
   private static String describe(TreeMap<Integer, KeyValue> held) {

@@ -194,6 +194,72 @@ class EtcdClientRegistrationTest {
   }
 
   @Test
+  void aRememberedIndexThatIsFreeIsTakenAtOnceAlthoughLowerOnesAreFree() throws Exception {
+    EtcdClient c = pserver(3);
+    long t0 = System.nanoTime();
+    assertEquals(2, c.registerRemembered(7310, List.of(2, 0), Duration.ofSeconds(30), null));
+    assertTrue(TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0) < 10_000, "no waiting for a free index");
+  }
+
+  @Test
+  void aRememberedIndexHeldByALivePserverIsWaitedForBrieflyThenTheLowestFreeIsTaken() throws Exception {
+    EtcdServer etcd = ETCD.server();
+    EtcdClient holder = pserver(3);
+    assertEquals(1, holder.register(7320, 1));
+    EtcdClient c = pserver(3); // e.g. a second pserver sharing the holder's checkpoint directory
+    Duration preferFor = Duration.ofMillis(1500);
+    try (LogCapture log = new LogCapture(EtcdClient.class)) {
+      long t0 = System.nanoTime();
+      CompletableFuture<Integer> f = new CompletableFuture<>();
+      Thread t = new Thread(() -> {
+        try {
+          f.complete(c.registerRemembered(7321, List.of(1), preferFor, null));
+        } catch (Throwable e) {
+          f.completeExceptionally(e);
+        }
+      });
+      t.setDaemon(true);
+      t.start();
+      assertEquals(0, get(f), "after the bounded wait: the lowest free index, not a wait forever");
+      long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
+      assertTrue(ms >= preferFor.toMillis(), "the remembered index was preferred for a while: " + ms + " ms");
+      assertTrue(log.contains("INFO", "remembered index 1 is held by '127.0.0.1:7320'; waiting up to"), log.lines().toString());
+      assertTrue(log.contains("WARN", "taking the lowest free index instead"), log.lines().toString());
+    }
+    assertEquals("127.0.0.1:7321", etcd.keys("/ps/0").get("/ps/0").value());
+    assertEquals(1, holder.index().getAsInt());
+  }
+
+  @Test
+  void aRememberedIndexHeldByACrashedPredecessorIsTakenBackOnceItsLeaseExpires() throws Exception {
+    EtcdServer etcd = ETCD.server();
+    try (TcpProxy proxy = new TcpProxy(etcd.clientPort())) {
+      EtcdClient crashed = pserver(proxy.endpoint(), 3);
+      assertEquals(1, crashed.register(7330, 1));
+      proxy.cut(); // like kill -9: no keep-alives, no revoke; /ps/1 lives until its lease expires
+
+      EtcdClient restarted = pserver(3);
+      long t0 = System.nanoTime();
+      int i = restarted.registerRemembered(7331, List.of(1), EtcdClient.rememberedIndexWait(TTL), null);
+      long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
+      assertEquals(1, i, "its own index back, not the lowest free one (0)");
+      assertTrue(ms >= 500, "it had to wait for the old lease to expire: " + ms + " ms");
+    }
+    assertEquals("127.0.0.1:7331", etcd.keys("/ps/1").get("/ps/1").value());
+  }
+
+  @Test
+  void aRememberedIndexNotBelowTheDesiredCountIsIgnoredWithAWarning() throws Exception {
+    EtcdClient c = pserver(2);
+    try (LogCapture log = new LogCapture(EtcdClient.class)) {
+      assertEquals(0, c.registerRemembered(7340, List.of(5), Duration.ofSeconds(30), null));
+      assertTrue(log.contains("WARN", "remembered index 5 is not below /ps_desired=2"), log.lines().toString());
+    }
+    EtcdClient d = pserver(2);
+    assertThrows(IllegalArgumentException.class, () -> d.registerRemembered(7341, List.of(-1), Duration.ZERO, null));
+  }
+
+  @Test
   void keyLayoutAsEtcdctlShowsIt() throws Exception {
     EtcdServer etcd = ETCD.server();
     List<EtcdClient> cs = new ArrayList<>();
