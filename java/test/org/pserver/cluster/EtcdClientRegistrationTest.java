@@ -392,7 +392,7 @@ class EtcdClientRegistrationTest {
   @Test
   void badArgumentsAreRejectedUpFront() {
     assertThrows(IllegalArgumentException.class, () -> new EtcdClient("", 1, DIAL, 2));
-    assertThrows(IllegalArgumentException.class, () -> new EtcdClient("https://x:1", 1, DIAL, 2));
+    assertThrows(IllegalArgumentException.class, () -> new EtcdClient("ftp://x:1", 1, DIAL, 2));
     assertThrows(IllegalArgumentException.class, () -> new EtcdClient("x", 1, DIAL, 2));
     assertThrows(IllegalArgumentException.class, () -> new EtcdClient(ETCD.endpoint(), 0, DIAL, 2));
     assertThrows(IllegalArgumentException.class, () -> new EtcdClient(ETCD.endpoint(), 1, DIAL, 0));
