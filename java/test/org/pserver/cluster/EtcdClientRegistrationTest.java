@@ -80,49 +80,57 @@ class EtcdClientRegistrationTest {
   @Test
   void threeConcurrentPserversGetExactlyIndices0To2WithNoLeakedLeases_twentyRounds() throws Exception {
     EtcdServer etcd = ETCD.server();
-    for (int round = 0; round < 20; round++) {
-      List<EtcdClient> cs = List.of(pserver(3), pserver(3), pserver(3));
-      CountDownLatch go = new CountDownLatch(1);
-      List<CompletableFuture<Integer>> fs = new ArrayList<>();
-      for (int i = 0; i < 3; i++) {
-        EtcdClient c = cs.get(i);
-        int port = 7000 + i;
-        fs.add(
-            CompletableFuture.supplyAsync(
-                () -> {
-                  try {
-                    go.await();
-                    return c.register(port);
-                  } catch (Exception e) {
-                    throw new IllegalStateException(e);
-                  }
-                }));
-      }
-      go.countDown();
-      Set<Integer> indices = new HashSet<>();
-      for (CompletableFuture<Integer> f : fs) {
-        indices.add(f.get(10, TimeUnit.SECONDS));
-      }
-      assertEquals(Set.of(0, 1, 2), indices, "round " + round);
+    // Checks inside the loop go through jetcd (an etcdctl run per check would make 20 rounds take
+    // minutes on a loaded machine); etcdctl confirms the layout independently in the last round.
+    try (EtcdInspector view = new EtcdInspector(etcd)) {
+      for (int round = 0; round < 20; round++) {
+        List<EtcdClient> cs = List.of(pserver(3), pserver(3), pserver(3));
+        CountDownLatch go = new CountDownLatch(1);
+        List<CompletableFuture<Integer>> fs = new ArrayList<>();
+        for (int i = 0; i < 3; i++) {
+          EtcdClient c = cs.get(i);
+          int port = 7000 + i;
+          fs.add(
+              CompletableFuture.supplyAsync(
+                  () -> {
+                    try {
+                      go.await();
+                      return c.register(port);
+                    } catch (Exception e) {
+                      throw new IllegalStateException(e);
+                    }
+                  }));
+        }
+        go.countDown();
+        Set<Integer> indices = new HashSet<>();
+        for (CompletableFuture<Integer> f : fs) {
+          indices.add(f.get(20, TimeUnit.SECONDS));
+        }
+        assertEquals(Set.of(0, 1, 2), indices, "round " + round);
 
-      Map<String, EtcdServer.Kv> kvs = etcd.keys("/ps/");
-      assertEquals(3, kvs.size(), "round " + round + ": " + kvs);
-      for (int i = 0; i < 3; i++) {
-        EtcdClient c = cs.get(i);
-        int idx = c.index().getAsInt();
-        EtcdServer.Kv kv = kvs.get("/ps/" + idx);
-        assertEquals("127.0.0.1:" + (7000 + i), kv.value(), "round " + round);
-        assertEquals(c.leaseId(), kv.lease(), "round " + round + ": the key is on the client's lease");
-        assertTrue(c.isOwner());
-      }
-      assertEquals(3, etcd.leases().size(), "round " + round + ": one lease per pserver, none leaked");
-      assertEquals("3", etcd.keys("/ps_desired").get("/ps_desired").value());
+        Map<String, EtcdServer.Kv> kvs = view.keys("/ps/");
+        assertEquals(3, kvs.size(), "round " + round + ": " + kvs);
+        for (int i = 0; i < 3; i++) {
+          EtcdClient c = cs.get(i);
+          int idx = c.index().getAsInt();
+          EtcdServer.Kv kv = kvs.get("/ps/" + idx);
+          assertEquals("127.0.0.1:" + (7000 + i), kv.value(), "round " + round);
+          assertEquals(c.leaseId(), kv.lease(), "round " + round + ": the key is on the client's lease");
+          assertTrue(c.isOwner());
+        }
+        assertEquals(3, view.leaseIds().size(), "round " + round + ": one lease per pserver, none leaked");
+        assertEquals("3", view.keys("/ps_desired").get("/ps_desired").value());
+        if (round == 19) {
+          assertEquals(kvs, etcd.keys("/ps/"), "etcdctl sees the same keys, values and leases");
+          assertEquals(3, etcd.leases().size(), "etcdctl sees the same leases");
+        }
 
-      cs.forEach(EtcdClient::close);
-      open.removeAll(cs);
-      assertEquals(Map.of(), etcd.keys("/ps/"), "round " + round + ": close() revokes");
-      assertEquals(List.of(), etcd.leases(), "round " + round);
-      etcd.reset(); // fresh /ps_desired too, so its creation races again next round
+        cs.forEach(EtcdClient::close);
+        open.removeAll(cs);
+        assertEquals(Map.of(), view.keys("/ps/"), "round " + round + ": close() revokes");
+        assertEquals(List.of(), view.leaseIds(), "round " + round);
+        view.reset(); // fresh /ps_desired too, so its creation races again next round
+      }
     }
   }
 
