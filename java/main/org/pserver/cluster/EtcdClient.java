@@ -294,13 +294,13 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       return this;
     }
 
-    /** First and longest wait between retries (defaults 200 ms and 5 s, the seed's retry delay). */
     /** TLS and authentication to etcd (default: plaintext, no user). */
     public Builder security(EtcdSecurity s) {
-      this.security = java.util.Objects.requireNonNull(s, "security");
+      this.security = Objects.requireNonNull(s, "security");
       return this;
     }
 
+    /** First and longest wait between retries (defaults 200 ms and 5 s, the seed's retry delay). */
     public Builder backoff(Duration initial, Duration max) {
       this.initialBackoff = requirePositive(initial, "initial backoff");
       this.maxBackoff = requirePositive(max, "max backoff");
