@@ -4,6 +4,7 @@ import java.time.Duration;
 import java.util.concurrent.TimeoutException;
 import java.util.function.IntConsumer;
 import org.pserver.cluster.EtcdLister;
+import org.pserver.cluster.EtcdSecurity;
 
 /**
  * The pservers as etcd lists them: the count from {@code /ps_desired}, the addresses from {@code
@@ -26,7 +27,20 @@ public final class EtcdDirectory implements PServerDirectory {
    */
   public static EtcdDirectory connect(String endpoints, Duration dialTimeout, Duration wait)
       throws TimeoutException, InterruptedException {
-    EtcdLister l = new EtcdLister(endpoints, dialTimeout).start();
+    return connect(endpoints, dialTimeout, wait, EtcdSecurity.NONE);
+  }
+
+  /**
+   * As {@link #connect(String, Duration, Duration)}, with TLS and authentication to etcd (the
+   * settings the pservers get from {@code --etcd-cacert}, {@code --etcd-cert}, {@code --etcd-key},
+   * {@code --etcd-user}, {@code --etcd-password}). Trap: wrong settings show up as a {@link
+   * TimeoutException} here (the lister logs each refused attempt), not as an immediate error.
+   *
+   * @throws IllegalArgumentException if a certificate or key file cannot be read or used
+   */
+  public static EtcdDirectory connect(String endpoints, Duration dialTimeout, Duration wait, EtcdSecurity security)
+      throws TimeoutException, InterruptedException {
+    EtcdLister l = new EtcdLister(endpoints, dialTimeout, security).start();
     try {
       return new EtcdDirectory(l, l.awaitDesired(wait));
     } catch (TimeoutException | InterruptedException | RuntimeException e) {

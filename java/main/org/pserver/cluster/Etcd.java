@@ -58,28 +58,61 @@ final class Etcd {
     return connect(endpoints, rpcTimeout, keepAliveTimeout, EtcdSecurity.NONE);
   }
 
-  /** As above, with TLS and authentication to etcd. */
+  /**
+   * As above, with TLS and authentication to etcd. TLS is on when {@code security} asks for it or
+   * the endpoints are {@code https://} (then, without a CA in {@code security}, the JDK's trust
+   * store verifies etcd); scheme-less endpoints follow {@code security}.
+   *
+   * @throws IllegalArgumentException for a bad endpoint list, an explicit {@code http://} endpoint
+   *     while TLS is on, or an unusable certificate or key file
+   */
   static Client connect(String endpoints, Duration rpcTimeout, Duration keepAliveTimeout, EtcdSecurity security) {
+    URI[] uris = parseEndpoints(endpoints);
+    boolean https = "https".equals(uris[0].getScheme());
+    if (security.tls() && !https && endpoints.contains("http://")) {
+      throw new IllegalArgumentException(
+          "etcd endpoints '" + endpoints + "' are plaintext http:// but TLS to etcd is configured"
+              + " (a CA or client certificate); use https:// endpoints");
+    }
+    if (security.tls() && !https) {
+      uris = withScheme(uris, "https");
+    }
     io.etcd.jetcd.ClientBuilder b = Client.builder()
-        .endpoints(parseEndpoints(endpoints))
+        .endpoints(uris)
         .connectTimeout(rpcTimeout)
         .retryMaxAttempts(0)
         .waitForReady(true)
         .interceptor(new Deadlines(rpcTimeout, keepAliveTimeout));
     try {
       security.applyTo(b);
-    } catch (java.io.IOException e) {
+      if (https && !security.tls()) {
+        b.sslContext(org.pserver.tls.TlsContexts.forClient(null, null, null));
+      }
+    } catch (IOException e) {
       throw new IllegalArgumentException(e.getMessage(), e);
     }
     return b.build();
   }
 
-  /** Splits and validates an endpoint list; a scheme-less {@code host:port} means plain http. */
+  private static URI[] withScheme(URI[] uris, String scheme) {
+    URI[] out = new URI[uris.length];
+    for (int i = 0; i < uris.length; i++) {
+      out[i] = URI.create(scheme + "://" + uris[i].getHost() + ":" + uris[i].getPort());
+    }
+    return out;
+  }
+
+  /**
+   * Splits and validates an endpoint list: {@code http://host:port}, {@code https://host:port}
+   * (all endpoints with the same scheme), or a scheme-less {@code host:port}, which means http
+   * unless {@link #connect} is given TLS settings.
+   */
   static URI[] parseEndpoints(String endpoints) {
     if (endpoints == null || endpoints.isBlank()) {
       throw new IllegalArgumentException("no etcd endpoints given");
     }
     List<URI> uris = new ArrayList<>();
+    String scheme = null; // of the endpoints that name one; all must agree
     for (String e : endpoints.split(",")) {
       String s = e.strip();
       if (s.isEmpty()) {
@@ -93,18 +126,26 @@ final class Etcd {
       }
       if (u.getHost() == null || u.getPort() < 0) {
         throw new IllegalArgumentException(
-            "bad etcd endpoint '" + s + "': expected http://host:port or host:port");
+            "bad etcd endpoint '" + s + "': expected http://host:port, https://host:port or host:port");
       }
-      if (!"http".equals(u.getScheme())) {
-        throw new IllegalArgumentException(
-            "bad etcd endpoint '" + s + "': only http:// is supported (no TLS configuration yet)");
+      if (s.contains("://")) {
+        if (!"http".equals(u.getScheme()) && !"https".equals(u.getScheme())) {
+          throw new IllegalArgumentException(
+              "bad etcd endpoint '" + s + "': expected http://host:port, https://host:port or host:port");
+        }
+        if (scheme != null && !scheme.equals(u.getScheme())) {
+          throw new IllegalArgumentException(
+              "etcd endpoints '" + endpoints + "' mix http:// and https://: use one scheme for all");
+        }
+        scheme = u.getScheme();
       }
       uris.add(u);
     }
     if (uris.isEmpty()) {
       throw new IllegalArgumentException("no etcd endpoints in '" + endpoints + "'");
     }
-    return uris.toArray(new URI[0]);
+    URI[] out = uris.toArray(new URI[0]);
+    return scheme == null ? out : withScheme(out, scheme);
   }
 
   static ByteSequence bytes(String s) {

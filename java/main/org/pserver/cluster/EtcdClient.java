@@ -28,6 +28,7 @@ import java.net.NetworkInterface;
 import java.net.SocketException;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.Comparator;
 import java.util.List;
@@ -63,9 +64,13 @@ import org.slf4j.LoggerFactory;
  *       re-read with backoff until someone fixes it.
  *   <li>One lease (TTL {@code ttlSeconds}) is granted and a free {@code /ps/<i>} is claimed with a
  *       create-if-absent transaction on it, value {@code host:port} (host = the advertise address).
- *       With a preferred index the client waits for that index (logging who holds it); otherwise
- *       it takes the lowest free one. When all slots are taken it waits with capped exponential
- *       backoff and says so in the log. A waiting client holds no lease; a lost race retries at
+ *       With an explicit preferred index ({@code --index}) the client waits for that index as long
+ *       as it is held (logging who holds it). With remembered indices ({@link #registerRemembered}:
+ *       the ones this pserver's checkpoint directory served) it takes the first free one, and while
+ *       all are held it waits for them only a bounded time (long enough for its own previous
+ *       lease to expire after a crash), then takes the lowest free index. Otherwise it takes the
+ *       lowest free one. When all slots are taken it waits with capped exponential backoff and
+ *       says so in the log. A waiting client holds no lease; a lost race retries at
  *       once with the same lease; giving up, being interrupted or being closed revokes it.
  *   <li>{@code register} keeps trying (etcd unreachable: one clear log line per attempt, each
  *       attempt bounded by the dial timeout, then backoff) until it succeeds, the client is closed
@@ -91,7 +96,12 @@ import org.slf4j.LoggerFactory;
  * re-registers <em>the same index</em> as soon as etcd answers (reusing the lease if it is still
  * alive, else a new one), then reports {@link OwnershipListener#ownershipRegained}. If another
  * pserver holds the index by then, it reports {@link OwnershipListener#indexTakenOver}, revokes its
- * lease and stops: it never takes another index silently (the daemon decides; it exits).
+ * lease and stops: it never takes another index silently (the daemon decides; it exits). The same
+ * happens when {@code /ps/<index>} is free again but {@code /checkpoints/<index>} is not what this
+ * pserver last saw (at its claim, or its own newest write of it): another pserver owned the index
+ * meanwhile, acknowledged writes and published a checkpoint of them before going away, and
+ * reclaiming with this pserver's in-memory state would silently drop them. The check is part of
+ * the claim transaction. A write of ours whose answer was lost is recognized by its value.
  *
  * <p>Every {@link #put} of a client on which {@code register} was called is fenced: refused with
  * {@link NotOwnerException} without calling etcd while {@link #isOwner()} is false, and otherwise
@@ -110,6 +120,11 @@ import org.slf4j.LoggerFactory;
  *       call); a {@code KVStore} timeout longer than that is cut to it.
  *   <li>{@link #close()} revokes the lease so {@code /ps/<index>} disappears at once; if etcd is
  *       unreachable then, the key disappears when the lease expires (TTL).
+ *   <li>Takeover detection after a loss rests on {@code /checkpoints/<index>}: a successor that
+ *       owned the index but never published a checkpoint leaves no trace, and this pserver then
+ *       reclaims the index (that successor's acknowledged writes were not durable: its own crash
+ *       would have lost them too). Conversely, anyone rewriting or deleting {@code
+ *       /checkpoints/<index>} by hand while this pserver is cut off makes it stop.
  * </ul>
  *
  * <p>Thread-safe. Logs through SLF4J only. Listener callbacks run on the client's own event thread.
@@ -117,6 +132,10 @@ import org.slf4j.LoggerFactory;
 public final class EtcdClient implements KVStore, AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(EtcdClient.class);
   private static final AtomicInteger INSTANCES = new AtomicInteger();
+  /** How many checkpoint-metadata writes of unknown outcome are remembered (oldest dropped). */
+  private static final int MAX_UNCONFIRMED = 16;
+  /** Longest pause between looks while waiting for a held remembered index. */
+  private static final Duration REMEMBERED_POLL = Duration.ofMillis(500);
 
   /** Where the client stands; informational: {@link #isOwner()} is the fence. */
   public enum State {
@@ -164,6 +183,11 @@ public final class EtcdClient implements KVStore, AutoCloseable {
   private long heldSentNanos; // send time of the newest grant/keep-alive that proves heldLease
   private long heldTtl;
   private volatile Ownership own; // non-null only while OWNER; written under lock
+  // Mod revision of /checkpoints/<index> as of our claim or our newest confirmed fenced put of it
+  // (0: absent). A different revision when we reclaim means another pserver owned the index.
+  private long checkpointRevision = -1;
+  // Values of our fenced puts of /checkpoints/<index> whose outcome is unknown (they may have landed).
+  private final List<byte[]> unconfirmedCheckpoints = new ArrayList<>();
 
   /** An established claim: index, lease, and the mod revision of our /ps/<index> (the fence). */
   private static final class Ownership {
@@ -270,13 +294,13 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       return this;
     }
 
-    /** First and longest wait between retries (defaults 200 ms and 5 s, the seed's retry delay). */
     /** TLS and authentication to etcd (default: plaintext, no user). */
     public Builder security(EtcdSecurity s) {
-      this.security = java.util.Objects.requireNonNull(s, "security");
+      this.security = Objects.requireNonNull(s, "security");
       return this;
     }
 
+    /** First and longest wait between retries (defaults 200 ms and 5 s, the seed's retry delay). */
     public Builder backoff(Duration initial, Duration max) {
       this.initialBackoff = requirePositive(initial, "initial backoff");
       this.maxBackoff = requirePositive(max, "max backoff");
@@ -303,11 +327,63 @@ public final class EtcdClient implements KVStore, AutoCloseable {
   }
 
   /**
+   * How long {@link #registerRemembered} should wait for a remembered index that is held: long
+   * enough for a crashed predecessor's lease to expire, if it had the same TTL ({@code ttlSeconds},
+   * but at least etcd's 2 s minimum with default settings) plus 2 s for etcd to notice the expiry
+   * and for a slow restart. A predecessor that ran with a longer TTL may need longer.
+   */
+  public static Duration rememberedIndexWait(int ttlSeconds) {
+    return Duration.ofSeconds(Math.max(ttlSeconds, 2) + 2L);
+  }
+
+  /**
+   * Claims an index, preferring those this pserver served before (e.g. recorded in its checkpoint
+   * directory, whose checkpoints it would load), and returns it, blocking until it has one.
+   *
+   * <ul>
+   *   <li>The first free index of {@code remembered} (in the given order) is taken, whenever one is
+   *       free.
+   *   <li>While all of them are held, they are waited for at most {@code preferFor} (counted from
+   *       the first time etcd answered), typically {@link #rememberedIndexWait}: the holder may be
+   *       this pserver's own crashed predecessor, whose lease has not expired yet. After that the
+   *       lowest free index is taken, and registration never blocks on a remembered index again.
+   *   <li>Remembered indices not below {@code /ps_desired} (a record from an earlier job with more
+   *       pservers) are ignored with a warning.
+   * </ul>
+   *
+   * <p>Unlike {@link #register(int, int, Duration)}, a remembered index is a preference, never a
+   * requirement: pservers sharing a checkpoint directory, or one whose index was taken over, still
+   * register.
+   *
+   * @param remembered indices in order of preference (may be empty: the lowest free one)
+   * @param preferFor how long to wait for a held remembered index
+   * @param giveUpAfter as in {@link #register(int, int, Duration)}
+   * @throws IllegalStateException if {@code register} was already called on this client
+   * @throws IllegalArgumentException for a bad port, a negative remembered index or preferFor
+   * @throws IOException as in {@link #register(int, int, Duration)}
+   * @throws InterruptedException if interrupted; any lease granted on the way is revoked
+   */
+  public int registerRemembered(int port, List<Integer> remembered, Duration preferFor, Duration giveUpAfter)
+      throws IOException, InterruptedException {
+    List<Integer> r = List.copyOf(remembered);
+    for (int i : r) {
+      if (i < 0) {
+        throw new IllegalArgumentException("remembered index must be >= 0, got " + i);
+      }
+    }
+    if (preferFor == null || preferFor.isNegative()) {
+      throw new IllegalArgumentException("preferFor must be >= 0, got " + preferFor);
+    }
+    return register(port, new Preference(-1, r, preferFor), giveUpAfter);
+  }
+
+  /**
    * Claims a pserver index and returns it, blocking until it has one.
    *
    * @param port published as {@code <advertise host>:<port>}
-   * @param preferredIndex the index to wait for (e.g. the one this pserver had before a restart,
-   *     whose checkpoint it will load), or -1 for the lowest free one
+   * @param preferredIndex the index to wait for, as long as it is held (an operator's explicit
+   *     choice, such as a StatefulSet ordinal), or -1 for the lowest free one. For an index merely
+   *     remembered from an earlier run use {@link #registerRemembered}, which does not wait forever
    * @param giveUpAfter stop trying after this long (null: never; keep trying while etcd is
    *     unreachable or all slots are taken)
    * @throws IllegalStateException if {@code register} already succeeded on this client
@@ -319,11 +395,22 @@ public final class EtcdClient implements KVStore, AutoCloseable {
    */
   public int register(int port, int preferredIndex, Duration giveUpAfter)
       throws IOException, InterruptedException {
-    if (port < 1 || port > 65535) {
-      throw new IllegalArgumentException("port must be in 1..65535, got " + port);
-    }
     if (preferredIndex < -1) {
       throw new IllegalArgumentException("preferred index must be >= 0, or -1 for none; got " + preferredIndex);
+    }
+    return register(port, new Preference(preferredIndex, List.of(), Duration.ZERO), giveUpAfter);
+  }
+
+  /**
+   * Which index registration goes for: {@code explicit} (>= 0: waited for as long as it is held),
+   * else the first free of {@code remembered} (held ones waited for at most {@code preferFor}),
+   * else the lowest free one.
+   */
+  private record Preference(int explicit, List<Integer> remembered, Duration preferFor) {}
+
+  private int register(int port, Preference pref, Duration giveUpAfter) throws IOException, InterruptedException {
+    if (port < 1 || port > 65535) {
+      throw new IllegalArgumentException("port must be in 1..65535, got " + port);
     }
     String host = advertiseHost != null ? advertiseHost : detectAdvertiseHost();
     String addr = host + ":" + port;
@@ -342,11 +429,23 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     boolean done = false;
     try {
       int n = ensureDesired(attempts);
-      if (preferredIndex >= n) {
+      if (pref.explicit() >= n) {
         throw new IllegalArgumentException(
-            "preferred index " + preferredIndex + " is not below " + EtcdKeys.PS_DESIRED + "=" + n);
+            "preferred index " + pref.explicit() + " is not below " + EtcdKeys.PS_DESIRED + "=" + n);
       }
-      int i = claim(n, preferredIndex, addr, attempts);
+      List<Integer> remembered = new ArrayList<>();
+      for (int r : pref.remembered()) {
+        if (r >= n) {
+          log.warn(
+              "remembered index {} is not below {}={} (a record from an earlier job?); ignoring it",
+              r,
+              EtcdKeys.PS_DESIRED,
+              n);
+        } else if (!remembered.contains(r)) {
+          remembered.add(r);
+        }
+      }
+      int i = claim(n, new Preference(pref.explicit(), remembered, pref.preferFor()), addr, attempts);
       done = true;
       return i;
     } finally {
@@ -430,16 +529,19 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     return n;
   }
 
-  /** Claims the preferred or lowest free index; waits (holding no lease) while none is free. */
-  private int claim(int n, int preferred, String addr, Attempts attempts)
+  /** Claims the index {@code pref} asks for; waits (holding no lease) while it cannot. */
+  private int claim(int n, Preference pref, String addr, Attempts attempts)
       throws IOException, InterruptedException {
     Backoff backoff = newBackoff();
     int racesLost = 0;
     int waits = 0;
     String lastWait = null;
+    long preferSince = 0; // when etcd first answered (0: not yet); the remembered wait counts from it
+    boolean preferenceOver = pref.remembered().isEmpty();
     while (true) {
       checkOpen();
       String waitReason;
+      boolean waitingForRemembered = false;
       try {
         registrationAttempts.incrementAndGet();
         attempts.count++;
@@ -455,30 +557,58 @@ public final class EtcdClient implements KVStore, AutoCloseable {
             held.put(i.getAsInt(), kv);
           }
         }
+        long now = System.nanoTime();
+        if (preferSince == 0) {
+          preferSince = now;
+        }
         int target = -1;
-        if (preferred >= 0) {
-          KeyValue h = held.get(preferred);
-          target = preferred;
-          waitReason =
-              h == null
-                  ? null
-                  : "preferred index " + preferred + " is held by " + quote(string(h.getValue())) + "; waiting for it";
+        waitReason = null;
+        if (pref.explicit() >= 0) {
+          KeyValue h = held.get(pref.explicit());
+          target = pref.explicit();
+          if (h != null) {
+            waitReason =
+                "preferred index " + target + " is held by " + quote(string(h.getValue())) + "; waiting for it";
+          }
         } else {
-          for (int i = 0; i < n && target < 0; i++) {
+          for (int r : pref.remembered()) {
+            if (target < 0 && !held.containsKey(r)) {
+              target = r;
+            }
+          }
+          if (target < 0 && !preferenceOver) {
+            long left = preferSince + pref.preferFor().toNanos() - now;
+            String which = describe(held, pref.remembered());
+            if (left > 0) {
+              waitingForRemembered = true;
+              waitReason =
+                  "remembered index "
+                      + which
+                      + "; waiting up to "
+                      + Etcd.format(pref.preferFor())
+                      + " for it (a crashed predecessor's lease may not have expired yet)";
+            } else {
+              preferenceOver = true;
+              log.warn(
+                  "remembered index {} after {}; taking the lowest free index instead",
+                  which,
+                  Etcd.format(pref.preferFor()));
+            }
+          }
+          for (int i = 0; i < n && target < 0 && waitReason == null; i++) {
             if (!held.containsKey(i)) {
               target = i;
             }
           }
-          waitReason =
-              target >= 0
-                  ? null
-                  : "all " + n + " pserver slots are taken (" + describe(held) + "); waiting for one to free up";
+          if (target < 0 && waitReason == null) {
+            waitReason = "all " + n + " pserver slots are taken (" + describe(held) + "); waiting for one to free up";
+          }
         }
         if (waitReason == null) {
           long lease = ensureLease();
-          Claimed c = tryClaim(target, addr, lease);
-          if (c != null) {
-            install(target, lease, c.fence);
+          Claim c = claimTxn(target, addr, lease, -1);
+          if (c.succeeded()) {
+            install(target, lease, c.fence(), revisionOf(c.checkpoint()));
             log.info(
                 "registered as pserver {} of {}: {}={} on lease {} (TTL {} s)",
                 target,
@@ -507,6 +637,9 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       revokeHeldLease("waiting for a slot");
       racesLost = 0;
       Duration d = backoff.next();
+      if (waitingForRemembered && d.compareTo(REMEMBERED_POLL) > 0) {
+        d = REMEMBERED_POLL; // bounded wait: notice the predecessor's key expiring promptly
+      }
       if (!waitReason.equals(lastWait) || ++waits % 10 == 0) {
         log.info("{}; retrying in {}", waitReason, Etcd.format(d));
       } else {
@@ -515,6 +648,17 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       lastWait = waitReason;
       attempts.sleep(d);
     }
+  }
+
+  /** "1 is held by 'h:p'" or "1, 3 are held by 'h:p', 'h:q'". */
+  private static String describe(TreeMap<Integer, KeyValue> held, List<Integer> indices) {
+    List<String> holders = new ArrayList<>();
+    for (int i : indices) {
+      KeyValue kv = held.get(i);
+      holders.add(kv == null ? "(none)" : quote(string(kv.getValue())));
+    }
+    String is = indices.size() == 1 ? " is" : " are";
+    return String.join(", ", indices.stream().map(String::valueOf).toList()) + is + " held by " + String.join(", ", holders);
   }
 
   private static String describe(TreeMap<Integer, KeyValue> held) {
@@ -529,31 +673,57 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     return b.toString();
   }
 
-  private record Claimed(long fence) {}
+  /**
+   * The outcome of a claim transaction: {@code fence > 0} if we hold {@code /ps/<index>} (claimed
+   * now, or by an earlier try of ours that did land); otherwise {@code holder} is whoever holds it
+   * (null: nobody, so the {@code /checkpoints/<index>} comparison failed). {@code checkpoint} is
+   * {@code /checkpoints/<index>} as of the transaction (null: absent).
+   */
+  private record Claim(long fence, KeyValue holder, KeyValue checkpoint) {
+    boolean succeeded() {
+      return fence > 0;
+    }
+  }
 
   /**
-   * Creates {@code /ps/<index>} on {@code lease} if absent. Returns null if someone else holds it;
-   * recognizes our own earlier claim (a retried transaction whose first try did land).
+   * Creates {@code /ps/<index>} on {@code lease} if it is absent and, when {@code
+   * checkpointRevision >= 0}, only if {@code /checkpoints/<index>} still has that mod revision (0:
+   * still absent). Reads {@code /checkpoints/<index>} in the same transaction either way.
+   * Recognizes our own earlier claim (a retried transaction whose first try did land).
    */
-  private Claimed tryClaim(int index, String addr, long lease) throws IOException, InterruptedException {
+  private Claim claimTxn(int index, String addr, long lease, long checkpointRevision)
+      throws IOException, InterruptedException {
     ByteSequence key = bytes(EtcdKeys.pserver(index));
+    ByteSequence checkpoint = bytes(EtcdKeys.checkpoint(index));
+    Cmp free = new Cmp(key, Cmp.Op.EQUAL, CmpTarget.createRevision(0));
+    Cmp[] conditions =
+        checkpointRevision < 0
+            ? new Cmp[] {free}
+            : new Cmp[] {free, new Cmp(checkpoint, Cmp.Op.EQUAL, CmpTarget.modRevision(checkpointRevision))};
     TxnResponse r =
         call(
             etcd.getKVClient()
                 .txn()
-                .If(new Cmp(key, Cmp.Op.EQUAL, CmpTarget.createRevision(0)))
-                .Then(Op.put(key, bytes(addr), PutOption.builder().withLeaseId(lease).build()))
-                .Else(Op.get(key, GetOption.DEFAULT))
+                .If(conditions)
+                .Then(
+                    Op.put(key, bytes(addr), PutOption.builder().withLeaseId(lease).build()),
+                    Op.get(checkpoint, GetOption.DEFAULT))
+                .Else(Op.get(key, GetOption.DEFAULT), Op.get(checkpoint, GetOption.DEFAULT))
                 .commit(),
             "claim " + EtcdKeys.pserver(index));
     if (r.isSucceeded()) {
-      return new Claimed(r.getHeader().getRevision());
+      return new Claim(r.getHeader().getRevision(), null, Etcd.txnGet(r, 0));
     }
     KeyValue kv = Etcd.txnGet(r, 0);
+    KeyValue cp = Etcd.txnGet(r, 1);
     if (kv != null && kv.getLease() == lease && addr.equals(string(kv.getValue()))) {
-      return new Claimed(kv.getModRevision());
+      return new Claim(kv.getModRevision(), null, cp);
     }
-    return null;
+    return new Claim(0, kv, cp);
+  }
+
+  private static long revisionOf(KeyValue kv) {
+    return kv == null ? 0 : kv.getModRevision();
   }
 
   /** The held lease if it is provably alive, else a renewed or new one. */
@@ -647,11 +817,18 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     }
   }
 
-  /** Makes a verified claim the current ownership: keeper, key watch, state. */
-  private void install(int idx, long lease, long fence) throws IOException {
+  /**
+   * Makes a verified claim the current ownership: keeper, key watch, state, and the revision of
+   * {@code /checkpoints/<idx>} that a later re-registration compares against.
+   */
+  private void install(int idx, long lease, long fence, long checkpointRev) throws IOException {
     synchronized (lock) {
       if (state == State.CLOSED) {
         throw closedException();
+      }
+      if (checkpointRev != checkpointRevision) {
+        checkpointRevision = checkpointRev;
+        unconfirmedCheckpoints.clear();
       }
       LeaseKeeper keeper =
           new LeaseKeeper(
@@ -741,11 +918,21 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     }
   }
 
-  /** One re-registration attempt; true when finished (regained, taken over, or not needed). */
+  /**
+   * One re-registration attempt; true when finished (regained, taken over, or not needed).
+   *
+   * <p>{@code /ps/<index>} being free is not enough to reclaim it: while this pserver was cut off,
+   * another one may have owned the index, acknowledged writes, published a checkpoint of them and
+   * gone away. Claiming the index back with this pserver's in-memory state would silently drop
+   * those writes. So the claim is conditional on {@code /checkpoints/<index>} still having the
+   * revision this pserver last saw (at its claim or its own newest write); if it changed, that is
+   * a takeover, as if the other pserver still held the index.
+   */
   private boolean reclaimOnce() throws IOException, InterruptedException {
     int idx;
     String addr;
     long lease;
+    long checkpointRev;
     synchronized (lock) {
       if (state != State.LOST) {
         return true;
@@ -753,6 +940,7 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       idx = index;
       addr = address;
       lease = heldLease;
+      checkpointRev = checkpointRevision;
     }
     registrationAttempts.incrementAndGet();
     if (lease != 0 && !renewHeldLease(lease)) {
@@ -764,19 +952,60 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       if (lease == 0) {
         lease = ensureLease();
       }
-      Claimed c = tryClaim(idx, addr, lease);
-      if (c != null) {
-        return regained(idx, lease, c.fence);
+      Claim c = claimTxn(idx, addr, lease, checkpointRev);
+      if (c.succeeded()) {
+        return regained(idx, lease, c.fence(), revisionOf(c.checkpoint()));
       }
-      kv = Etcd.first(call(etcd.getKVClient().get(bytes(key)), "read " + key));
+      kv = c.holder();
       if (kv == null) {
-        return false; // it came and went; try again
+        return checkpointChanged(idx, checkpointRev, c.checkpoint());
       }
     }
     if (lease != 0 && kv.getLease() == lease && addr.equals(string(kv.getValue()))) {
-      return regained(idx, lease, kv.getModRevision()); // our claim survived (e.g. etcd restarted)
+      // Our claim survived (e.g. etcd restarted): nobody else can have owned the index meanwhile.
+      return regained(idx, lease, kv.getModRevision(), checkpointRev);
     }
     String holder = string(kv.getValue());
+    return takenOver(idx, holder, key + " is now held by " + quote(holder) + " (lease " + hex(kv.getLease()) + ")");
+  }
+
+  /**
+   * {@code /ps/<idx>} was free but {@code /checkpoints/<idx>} is no longer what this pserver last
+   * saw. If it holds one of our own writes whose outcome was unknown, adopt it and try again
+   * (false); otherwise another pserver owned the index meanwhile: a takeover (true).
+   */
+  private boolean checkpointChanged(int idx, long expected, KeyValue now) {
+    String key = EtcdKeys.checkpoint(idx);
+    synchronized (lock) {
+      if (now != null) {
+        byte[] v = now.getValue().getBytes();
+        for (byte[] mine : unconfirmedCheckpoints) {
+          if (Arrays.equals(mine, v)) {
+            log.info(
+                "{} holds this pserver's own write whose answer was lost (revision {}); claiming {} again",
+                key,
+                now.getModRevision(),
+                EtcdKeys.pserver(idx));
+            checkpointRevision = now.getModRevision();
+            unconfirmedCheckpoints.clear();
+            return false;
+          }
+        }
+      }
+    }
+    String what =
+        now == null
+            ? key + " was deleted"
+            : key + " was rewritten at revision " + now.getModRevision() + ", after revision " + expected + " that this pserver last saw";
+    return takenOver(
+        idx,
+        "another pserver, since gone (" + what + ")",
+        EtcdKeys.pserver(idx) + " is free, but " + what + ": another pserver owned index " + idx
+            + " meanwhile, and its acknowledged, checkpointed updates must not be dropped");
+  }
+
+  /** Ends a lost ownership for good: revokes the lease, reports {@code indexTakenOver}. */
+  private boolean takenOver(int idx, String holder, String detail) {
     revokeHeldLease("index taken over");
     synchronized (lock) {
       if (state != State.LOST) {
@@ -784,24 +1013,23 @@ public final class EtcdClient implements KVStore, AutoCloseable {
       }
       state = State.TAKEN_OVER;
     }
+    String addr = address();
     log.error(
-        "{} is now held by {} (lease {}): another pserver took index {} while this one ({}) was not"
-            + " the owner. Not claiming any other index.",
-        key,
-        quote(holder),
-        hex(kv.getLease()),
+        "{}: another pserver took index {} while this one ({}) was not the owner. Not claiming any"
+            + " other index.",
+        detail,
         idx,
         addr);
     emit(l -> l.indexTakenOver(idx, holder));
     return true;
   }
 
-  private boolean regained(int idx, long lease, long fence) throws IOException {
+  private boolean regained(int idx, long lease, long fence, long checkpointRev) throws IOException {
     synchronized (lock) {
       if (state != State.LOST) {
         return true;
       }
-      install(idx, lease, fence);
+      install(idx, lease, fence, checkpointRev);
     }
     log.info("pserver {} regained ownership of {} on lease {}", idx, EtcdKeys.pserver(idx), hex(lease));
     emit(l -> l.ownershipRegained(idx));
@@ -1079,6 +1307,7 @@ public final class EtcdClient implements KVStore, AutoCloseable {
               + ")");
     }
     PutOption po = withLease ? PutOption.builder().withLeaseId(o.leaseId).build() : PutOption.DEFAULT;
+    boolean checkpoint = key.equals(EtcdKeys.checkpoint(o.index));
     TxnResponse r;
     try {
       r =
@@ -1094,11 +1323,39 @@ public final class EtcdClient implements KVStore, AutoCloseable {
     } catch (Etcd.LeaseNotFoundException e) {
       lose(o, "etcd rejected a put on lease " + hex(o.leaseId) + ": " + e.getMessage());
       throw new NotOwnerException("refusing to write " + key + ": the ownership lease is gone");
+    } catch (IOException e) {
+      if (checkpoint) {
+        checkpointWriteUnknown(value);
+      }
+      throw e;
     }
     if (!r.isSucceeded()) {
       String why = EtcdKeys.pserver(o.index) + " is gone or changed (fenced put of " + key + " refused)";
       lose(o, why);
       throw new NotOwnerException("refusing to write " + key + ": " + why + "; nothing was written");
+    }
+    if (checkpoint) {
+      checkpointWritten(r.getHeader().getRevision());
+    }
+  }
+
+  /** Our fenced put of /checkpoints/<index> landed at {@code revision}: the new baseline. */
+  private void checkpointWritten(long revision) {
+    synchronized (lock) {
+      if (revision > checkpointRevision) {
+        checkpointRevision = revision;
+        unconfirmedCheckpoints.clear();
+      }
+    }
+  }
+
+  /** Our fenced put of /checkpoints/<index> may or may not have landed: remember its value. */
+  private void checkpointWriteUnknown(byte[] value) {
+    synchronized (lock) {
+      if (unconfirmedCheckpoints.size() >= MAX_UNCONFIRMED) {
+        unconfirmedCheckpoints.remove(0);
+      }
+      unconfirmedCheckpoints.add(value.clone());
     }
   }
 

@@ -101,12 +101,32 @@ public final class EtcdInitSelector implements AutoCloseable {
     this(endpoints, dialTimeout, 5, Duration.ofMinutes(10));
   }
 
+  /** As {@link #EtcdInitSelector(String, Duration)}, with TLS and authentication to etcd. */
+  public EtcdInitSelector(String endpoints, Duration dialTimeout, EtcdSecurity security) {
+    this(endpoints, dialTimeout, 5, Duration.ofMinutes(10), security);
+  }
+
   /**
    * @param sessionTtlSeconds TTL of the lease that holds our place in the lock (>= 1)
    * @param lockTimeout how long {@link #select()} and {@link #selectFor(BooleanSupplier)} wait
    */
   public EtcdInitSelector(String endpoints, Duration dialTimeout, int sessionTtlSeconds, Duration lockTimeout) {
+    this(endpoints, dialTimeout, sessionTtlSeconds, lockTimeout, EtcdSecurity.NONE);
+  }
+
+  /**
+   * The full form.
+   *
+   * @param security TLS and authentication to etcd, as the pservers use ({@code --etcd-cacert},
+   *     {@code --etcd-cert}, {@code --etcd-key}, {@code --etcd-user}, {@code --etcd-password});
+   *     {@link EtcdSecurity#NONE} for plaintext. With wrong settings the calls fail with an
+   *     {@link IOException}.
+   * @throws IllegalArgumentException if a certificate or key file cannot be read or used
+   */
+  public EtcdInitSelector(
+      String endpoints, Duration dialTimeout, int sessionTtlSeconds, Duration lockTimeout, EtcdSecurity security) {
     Etcd.parseEndpoints(endpoints);
+    Objects.requireNonNull(security, "security");
     if (sessionTtlSeconds < 1) {
       throw new IllegalArgumentException("session TTL must be >= 1 s, got " + sessionTtlSeconds);
     }
@@ -120,7 +140,7 @@ public final class EtcdInitSelector implements AutoCloseable {
     Duration keepAliveTimeout = dialTimeout.compareTo(Duration.ofSeconds(sessionTtlSeconds).dividedBy(3)) < 0
         ? dialTimeout
         : Duration.ofSeconds(sessionTtlSeconds).dividedBy(3);
-    this.etcd = Etcd.connect(endpoints, dialTimeout, keepAliveTimeout);
+    this.etcd = Etcd.connect(endpoints, dialTimeout, keepAliveTimeout, security);
     this.mutex = new EtcdMutex(etcd, EtcdKeys.initLockPrefix(), dialTimeout, endpoints);
     this.scheduler =
         Executors.newSingleThreadScheduledExecutor(Etcd.threads("pserver-init-lock-" + INSTANCES.incrementAndGet()));

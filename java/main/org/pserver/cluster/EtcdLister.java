@@ -123,12 +123,32 @@ public final class EtcdLister implements AutoCloseable {
     this(endpoints, dialTimeout, Duration.ofMillis(200), Duration.ofSeconds(5));
   }
 
+  /** As {@link #EtcdLister(String, Duration)}, with TLS and authentication to etcd. */
+  public EtcdLister(String endpoints, Duration dialTimeout, EtcdSecurity security) {
+    this(endpoints, dialTimeout, Duration.ofMillis(200), Duration.ofSeconds(5), security);
+  }
+
   /**
    * @param initialBackoff first wait before re-reading a missing {@code /ps_desired} or re-listing
    * @param maxBackoff longest such wait
    */
   public EtcdLister(String endpoints, Duration dialTimeout, Duration initialBackoff, Duration maxBackoff) {
+    this(endpoints, dialTimeout, initialBackoff, maxBackoff, EtcdSecurity.NONE);
+  }
+
+  /**
+   * The full form.
+   *
+   * @param security TLS and authentication to etcd, as the pservers use ({@code --etcd-cacert},
+   *     {@code --etcd-cert}, {@code --etcd-key}, {@code --etcd-user}, {@code --etcd-password});
+   *     {@link EtcdSecurity#NONE} for plaintext. Trap: with wrong settings the lister does not
+   *     fail, it keeps retrying (logging each failure), and {@link #awaitDesired} times out.
+   * @throws IllegalArgumentException if a certificate or key file cannot be read or used
+   */
+  public EtcdLister(
+      String endpoints, Duration dialTimeout, Duration initialBackoff, Duration maxBackoff, EtcdSecurity security) {
     Etcd.parseEndpoints(endpoints);
+    Objects.requireNonNull(security, "security");
     if (dialTimeout.isNegative() || dialTimeout.isZero()) {
       throw new IllegalArgumentException("dial timeout must be > 0");
     }
@@ -136,7 +156,7 @@ public final class EtcdLister implements AutoCloseable {
     this.dialTimeout = dialTimeout;
     this.backoff = new Backoff(initialBackoff, maxBackoff);
     int n = INSTANCES.incrementAndGet();
-    this.etcd = Etcd.connect(endpoints, dialTimeout, dialTimeout);
+    this.etcd = Etcd.connect(endpoints, dialTimeout, dialTimeout, security);
     this.worker = Executors.newSingleThreadScheduledExecutor(Etcd.threads("pserver-lister-" + n));
     this.events = Executors.newSingleThreadExecutor(Etcd.threads("pserver-lister-events-" + n));
   }

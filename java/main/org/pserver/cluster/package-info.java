@@ -39,6 +39,12 @@
  * successor's metadata, even if it was paused or partitioned and has not noticed yet. Watches only
  * make the loss noticed sooner; correctness never depends on them.
  *
+ * <p>The converse rule: a pserver that lost its claim takes its index back only if nobody else can
+ * have owned it meanwhile with effect: {@code /ps/<i>} must be free <em>and</em> {@code
+ * /checkpoints/<i>} must still be what it last saw (checked in the claim transaction). Otherwise a
+ * successor acknowledged writes and checkpointed them, and the pserver stops (a takeover) instead
+ * of serving its stale in-memory state over them.
+ *
  * <h2>Threads and logging</h2>
  *
  * <p>Each client owns a few daemon threads (keep-alive, background re-registration or listing, and

@@ -4,8 +4,12 @@ import java.io.IOException;
 import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import org.pserver.checkpoint.Checkpoint;
@@ -33,11 +37,21 @@ import org.slf4j.LoggerFactory;
  * <ul>
  *   <li><b>Standalone</b> (no etcd endpoints): index from the settings (default 0), checkpoint
  *       metadata in a file next to the checkpoints, writes always allowed.
- *   <li><b>etcd</b>: registers (claiming {@code /ps/<i>} on a lease; preferring the given index,
- *       else the index this checkpoint directory last served, else the lowest free one), keeps its
- *       checkpoint metadata in etcd with fenced puts, refuses writes while it cannot prove it owns
- *       its index, and revokes its lease on shutdown. If another process takes its index over,
- *       the node stops serving at once and {@link #fatal()} completes.
+ *   <li><b>etcd</b>: registers (claiming {@code /ps/<i>} on a lease), keeps its checkpoint
+ *       metadata in etcd with fenced puts, refuses writes while it cannot prove it owns its index,
+ *       and revokes its lease on shutdown. If another process takes its index over, the node stops
+ *       serving at once and {@link #fatal()} completes. Which index:
+ *       <ul>
+ *         <li>an explicit index ({@code --index} >= 0) is waited for as long as it is held, and
+ *             registration fails if it is not below {@code /ps_desired};
+ *         <li>otherwise the indices this checkpoint directory served (recorded in its {@value
+ *             #INDEX_FILE} file, one per line, most recent first) are preferred: the first free
+ *             one is taken; while all are held they are waited for only about the TTL + 2 s
+ *             ({@link EtcdClient#rememberedIndexWait}: a crashed predecessor's lease expiring), then
+ *             the lowest free index is taken. Recorded indices not below {@code /ps_desired} are
+ *             ignored with a warning. Pservers sharing a checkpoint directory therefore never
+ *             block each other; each loads the checkpoint of the index it got.
+ *       </ul>
  * </ul>
  *
  * Start-up order: (register) → recover the checkpoint of the index → serve. Shutdown: drain, final
@@ -45,8 +59,13 @@ import org.slf4j.LoggerFactory;
  */
 public final class PServerNode implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PServerNode.class);
-  /** Remembers, in the checkpoint directory, which index this directory's checkpoints belong to. */
-  private static final String INDEX_FILE = "pserver-index";
+  /**
+   * Records, in the checkpoint directory, which indices this directory's checkpoints belong to: one
+   * decimal index per line, the most recently registered first.
+   */
+  static final String INDEX_FILE = "pserver-index";
+  /** At most this many indices are recorded (a directory rarely serves more than one or two). */
+  private static final int MAX_REMEMBERED = 64;
 
   /** A node's settings; the CLI flags map one to one. */
   public record Config(
@@ -176,15 +195,23 @@ public final class PServerNode implements AutoCloseable {
         b.advertiseHost(c.advertiseHost());
       }
       etcd = b.build();
-      int preferred = c.index() >= 0 ? c.index() : rememberedIndex(c.checkpointPath());
       metrics.registration(Metrics.LeaseState.REGISTERING, -1);
       try {
-        index = etcd.register(port, preferred);
+        if (c.index() >= 0) {
+          index = etcd.register(port, c.index());
+        } else {
+          List<Integer> remembered = rememberedIndices(c.checkpointPath());
+          if (!remembered.isEmpty()) {
+            LOG.info("{} records indices {}: preferring them", c.checkpointPath().resolve(INDEX_FILE), remembered);
+          }
+          index = etcd.registerRemembered(
+              port, remembered, EtcdClient.rememberedIndexWait(c.etcdTtlSeconds()), null);
+        }
       } catch (Exception e) {
         etcd.close();
         throw e;
       }
-      remember(c.checkpointPath(), index);
+      remember(c.checkpointPath(), index, etcd.desired().orElse(Integer.MAX_VALUE));
       metrics.registration(Metrics.LeaseState.HELD, index);
       kv = etcd;
       EtcdClient client = etcd;
@@ -306,18 +333,65 @@ public final class PServerNode implements AutoCloseable {
     }
   }
 
-  private static int rememberedIndex(Path dir) {
+  /**
+   * The indices recorded in {@code dir}'s {@value #INDEX_FILE}, in order (empty if there is none).
+   * Lines that are not a non-negative decimal index are skipped with a warning.
+   */
+  static List<Integer> rememberedIndices(Path dir) {
+    Path f = dir.resolve(INDEX_FILE);
+    List<String> lines;
     try {
-      return Integer.parseInt(Files.readString(dir.resolve(INDEX_FILE), StandardCharsets.UTF_8).trim());
-    } catch (IOException | NumberFormatException e) {
-      return -1;
+      lines = Files.readAllLines(f, StandardCharsets.UTF_8);
+    } catch (NoSuchFileException e) {
+      return List.of();
+    } catch (IOException e) {
+      LOG.warn("cannot read {}: {}; not preferring any index", f, e.toString());
+      return List.of();
     }
+    List<Integer> out = new ArrayList<>();
+    for (String line : lines) {
+      String t = line.strip();
+      if (t.isEmpty()) {
+        continue;
+      }
+      try {
+        int i = Integer.parseInt(t);
+        if (i < 0) {
+          throw new NumberFormatException("negative");
+        }
+        if (!out.contains(i)) {
+          out.add(i);
+        }
+      } catch (NumberFormatException e) {
+        LOG.warn("{} has a line that is not an index: '{}'; skipping it", f, t);
+      }
+    }
+    return out;
   }
 
-  private static void remember(Path dir, int index) {
+  /**
+   * Records {@code index} first in {@code dir}'s {@value #INDEX_FILE}, keeping the other recorded
+   * indices below {@code desired} after it.
+   */
+  static void remember(Path dir, int index, int desired) {
+    List<Integer> all = new ArrayList<>();
+    all.add(index);
+    for (int i : rememberedIndices(dir)) {
+      if (i != index && i < desired && all.size() < MAX_REMEMBERED) {
+        all.add(i);
+      }
+    }
+    StringBuilder b = new StringBuilder();
+    all.forEach(i -> b.append(i).append('\n'));
     try {
       Files.createDirectories(dir);
-      Files.writeString(dir.resolve(INDEX_FILE), Integer.toString(index), StandardCharsets.UTF_8);
+      Path tmp = Files.createTempFile(dir, INDEX_FILE, ".tmp");
+      try {
+        Files.writeString(tmp, b, StandardCharsets.UTF_8);
+        Files.move(tmp, dir.resolve(INDEX_FILE), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+      } finally {
+        Files.deleteIfExists(tmp);
+      }
     } catch (IOException e) {
       LOG.warn("cannot record the index in {}: {}", dir, e.toString());
     }

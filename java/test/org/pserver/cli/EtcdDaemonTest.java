@@ -2,13 +2,18 @@ package org.pserver.cli;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.health.v1.HealthGrpc;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -17,9 +22,12 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.BooleanSupplier;
+import java.util.function.Supplier;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
@@ -31,7 +39,9 @@ import org.pserver.checkpoint.CheckpointMeta;
 import org.pserver.client.InitSelector;
 import org.pserver.client.PServerClient;
 import org.pserver.client.PServerDirectory;
+import org.pserver.cluster.EtcdInspector;
 import org.pserver.cluster.EtcdServer;
+import org.pserver.cluster.TcpProxy;
 import org.pserver.proto.CheckpointRequest;
 import org.pserver.proto.PServerGrpc;
 import org.pserver.service.Gradient;
@@ -41,8 +51,11 @@ import org.pserver.testing.DaemonProcess;
 
 /**
  * Real pserver daemons registered in a real etcd: the seed's key layout (checked with etcdctl), a
- * killed pserver's key expiring and its index and checkpoint being reclaimed, and an etcd outage
- * during training in which the pserver refuses writes and nothing acknowledged is lost.
+ * killed pserver's key expiring within the TTL (timed with a watch) and the restarted pserver
+ * reclaiming its own index and checkpoint although a lower index is free, and etcd outages longer
+ * than the TTL during training (etcd stopped; the pserver cut off until its lease really expires)
+ * in which the pserver refuses writes and reports NOT_SERVING, then serves again, losing nothing
+ * acknowledged.
  */
 class EtcdDaemonTest {
   private static final Path LOGS = Path.of(System.getProperty("pserver.test.tmp", "target/test-tmp"), "daemon-logs");
@@ -64,9 +77,14 @@ class EtcdDaemonTest {
   }
 
   private DaemonProcess pserver(String name, int desired) throws Exception {
-    DaemonProcess d = DaemonProcess.serve(LOGS, List.of(),
-        "--etcd-endpoint", etcd.endpoint(), "--etcd-ttl", Integer.toString(TTL), "--num-pservers", Integer.toString(desired),
-        "--advertise-host", "127.0.0.1", "--checkpoint-path", dir.resolve(name).toString(), "--checkpoint-interval", "0");
+    return pserver(name, desired, etcd.endpoint(), 0);
+  }
+
+  /** A pserver daemon with checkpoints in {@code dir/name}, on {@code port} (0: a free one). */
+  private DaemonProcess pserver(String name, int desired, String endpoint, int port) throws Exception {
+    String[] args = {"--etcd-endpoint", endpoint, "--etcd-ttl", Integer.toString(TTL), "--num-pservers", Integer.toString(desired),
+        "--advertise-host", "127.0.0.1", "--checkpoint-path", dir.resolve(name).toString(), "--checkpoint-interval", "0"};
+    DaemonProcess d = port == 0 ? DaemonProcess.serve(LOGS, List.of(), args) : DaemonProcess.serveOn(port, LOGS, List.of(), args);
     daemons.add(d);
     return d;
   }
@@ -146,83 +164,155 @@ class EtcdDaemonTest {
     }
     assertEquals(-6, before);
 
-    byIndex[0].kill();
-    long t0 = System.nanoTime();
-    while (etcd.keys("/ps/0").containsKey("/ps/0") && System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(10)) {
-      Thread.sleep(50);
+    // Index 0 is shut down cleanly (its lease revoked, /ps/0 gone at once), then the pserver of
+    // index 1 is killed and restarted at once: with 0 free, only its record of its own index brings
+    // it back to 1 rather than the lowest free slot, and it may have to wait for its predecessor's
+    // lease to expire first.
+    DaemonProcess victim = byIndex[1];
+    String victimDir = victim == a ? "a" : "b";
+    String otherDir = victim == a ? "b" : "a";
+    assertEquals(0, byIndex[0].terminate(Duration.ofSeconds(30)));
+    try (EtcdInspector view = new EtcdInspector(etcd)) {
+      assertFalse(view.keys("/ps/").containsKey("/ps/0"), "SIGTERM revokes the lease at once");
+      CompletableFuture<Long> gone = view.deletion("/ps/1");
+      victim.kill();
+      long killedAt = System.nanoTime();
+      DaemonProcess again = pserver(victimDir, 2, etcd.endpoint(), victim.port());
+      long ms = TimeUnit.NANOSECONDS.toMillis(gone.get(30, TimeUnit.SECONDS) - killedAt);
+      assertTrue(ms <= (TTL + 1) * 1000L, "/ps/1 disappeared " + ms + " ms after kill -9 (TTL " + TTL + " s)");
+      assertEquals(1, indexOf(again), "a restarted pserver reclaims its own index, not the lowest free one; log:\n" + again.log());
+      assertTrue(again.log().contains("recovered checkpoint"), again.log());
+      DaemonProcess other = pserver(otherDir, 2, etcd.endpoint(), byIndex[0].port());
+      assertEquals(0, indexOf(other), other.log());
     }
-    long gone = (System.nanoTime() - t0) / 1_000_000;
-    assertTrue(gone <= (TTL + 1) * 1000L, "/ps/0 disappeared " + gone + " ms after kill -9 (TTL " + TTL + " s)");
-
-    String survivor = dir.resolve(byIndex[0] == a ? "a" : "b").toString();
-    DaemonProcess again = DaemonProcess.serveOn(byIndex[0].port(), LOGS, List.of(),
-        "--etcd-endpoint", etcd.endpoint(), "--etcd-ttl", Integer.toString(TTL), "--num-pservers", "2",
-        "--advertise-host", "127.0.0.1", "--checkpoint-path", survivor, "--checkpoint-interval", "0");
-    daemons.add(again);
-    assertEquals(0, indexOf(again), "a restarted pserver reclaims its own index");
-    assertTrue(again.log().contains("recovered checkpoint"), again.log());
     try (PServerClient c = PServerClient.builder(PServerDirectory.of(addrs)).build()) {
       for (int i = 0; i < 8; i++) {
         long v = first(c.getParam("p" + i));
-        long want = c.partition("p" + i) == 0 ? -3 : -6; // pserver 0 serves its last checkpoint
+        // Index 1 serves its last checkpoint; index 0 took a final one when it was shut down.
+        long want = c.partition("p" + i) == 1 ? -3 : -6;
         assertEquals(want, v, "p" + i);
       }
     }
   }
 
+  /** The daemon's gRPC health status ("" service), or null if it does not answer. */
+  private static ServingStatus health(ManagedChannel ch) {
+    try {
+      return HealthGrpc.newBlockingStub(ch).withDeadlineAfter(2, TimeUnit.SECONDS)
+          .check(HealthCheckRequest.getDefaultInstance()).getStatus();
+    } catch (StatusRuntimeException e) {
+      return null;
+    }
+  }
+
+  /** Whether a raw push is refused because the pserver is fenced. */
+  private static boolean refused(ManagedChannel ch) {
+    try {
+      PServerGrpc.newBlockingStub(ch).withDeadlineAfter(2, TimeUnit.SECONDS).sendGrad(
+          org.pserver.proto.Gradient.newBuilder().setName("n").setElementType(org.pserver.proto.ElementType.INT64)
+              .setContent(com.google.protobuf.ByteString.copyFrom(i64(0).array())).build());
+      return false;
+    } catch (StatusRuntimeException e) {
+      return e.getStatus().getCode() == Status.Code.UNAVAILABLE
+          && String.valueOf(e.getStatus().getDescription()).contains("not accepting writes");
+    }
+  }
+
+  private static void await(Duration timeout, BooleanSupplier condition, Supplier<String> what) throws InterruptedException {
+    long until = System.nanoTime() + timeout.toNanos();
+    while (!condition.getAsBoolean()) {
+      if (System.nanoTime() > until) {
+        fail("not within " + timeout.toMillis() + " ms: " + what.get());
+      }
+      Thread.sleep(50);
+    }
+  }
+
+  /**
+   * One outage, from {@code start} (nanoTime) until {@code end} is called TTL + 2 s later: the
+   * pserver must refuse writes and report NOT_SERVING within the TTL (plus slack), stay so (no push
+   * acknowledged) until the end, then serve again and acknowledge pushes.
+   */
+  private static void outage(long start, Runnable end, ManagedChannel ch, AtomicLong acked, DaemonProcess p)
+      throws InterruptedException {
+    await(Duration.ofSeconds(TTL + 4), () -> refused(ch) && health(ch) == ServingStatus.NOT_SERVING,
+        () -> "writes refused and NOT_SERVING once the lease cannot be proven; log:\n" + p.log());
+    Thread.sleep(200); // a reply sent just before the fence may still be on its way
+    long stalled = acked.get();
+    long until = start + TimeUnit.SECONDS.toNanos(TTL + 2);
+    while (System.nanoTime() < until) {
+      assertEquals(ServingStatus.NOT_SERVING, health(ch), "NOT_SERVING for the whole outage");
+      Thread.sleep(Math.max(1, Math.min(300, TimeUnit.NANOSECONDS.toMillis(until - System.nanoTime()))));
+    }
+    assertEquals(stalled, acked.get(), "no push is acknowledged while fenced");
+    assertTrue(refused(ch));
+    end.run();
+    await(Duration.ofSeconds(20), () -> health(ch) == ServingStatus.SERVING && acked.get() >= stalled + 20,
+        () -> "serving and training again after the outage; acked " + acked.get() + ", log:\n" + p.log());
+  }
+
   @Test
-  void anEtcdOutageStopsWritesUntilItEndsAndLosesNothingAcknowledged() throws Exception {
-    DaemonProcess p = pserver("solo", 1);
-    String addr = "127.0.0.1:" + p.port();
-    AtomicLong acked = new AtomicLong();
-    AtomicBoolean stop = new AtomicBoolean();
-    AtomicBoolean refusedDuringOutage = new AtomicBoolean();
-    try (PServerClient c = PServerClient.builder(PServerDirectory.of(List.of(addr))).selector(InitSelector.fixed(true))
-        .backoff(Duration.ofMillis(20), Duration.ofMillis(200)).retryBudget(Duration.ofSeconds(60)).build()) {
-      c.beginInitParams();
-      c.initParam(new ParameterWithConfig(new Parameter("n", ElementType.INT64, i64(0)), new byte[0]));
-      c.finishInitParams();
-      Thread trainer = new Thread(() -> {
-        while (!stop.get()) {
-          c.sendGrads(List.of(new Gradient("n", ElementType.INT64, i64(1))));
-          acked.incrementAndGet();
-        }
-      });
-      trainer.start();
-      Thread.sleep(500);
-      etcd.stop();
+  void etcdOutagesLongerThanTheTtlStopWritesUntilTheyEndAndLoseNothingAcknowledged() throws Exception {
+    try (TcpProxy link = new TcpProxy(etcd.clientPort()); EtcdInspector view = new EtcdInspector(etcd)) {
+      DaemonProcess p = pserver("solo", 1, link.endpoint(), 0);
+      String addr = "127.0.0.1:" + p.port();
+      AtomicLong acked = new AtomicLong();
+      AtomicBoolean stop = new AtomicBoolean();
       ManagedChannel raw = ManagedChannelBuilder.forTarget(addr).usePlaintext().build();
-      try {
-        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(TTL + 4);
-        while (System.nanoTime() < until && !refusedDuringOutage.get()) {
-          try {
-            PServerGrpc.newBlockingStub(raw).withDeadlineAfter(2, TimeUnit.SECONDS).sendGrad(
-                org.pserver.proto.Gradient.newBuilder().setName("n").setElementType(org.pserver.proto.ElementType.INT64)
-                    .setContent(com.google.protobuf.ByteString.copyFrom(i64(0).array())).build());
-          } catch (StatusRuntimeException e) {
-            if (e.getStatus().getCode() == Status.Code.UNAVAILABLE && String.valueOf(e.getStatus().getDescription()).contains("not accepting writes")) {
-              refusedDuringOutage.set(true);
-            }
+      try (PServerClient c = PServerClient.builder(PServerDirectory.of(List.of(addr))).selector(InitSelector.fixed(true))
+          .backoff(Duration.ofMillis(20), Duration.ofMillis(200)).retryBudget(Duration.ofSeconds(60)).build()) {
+        c.beginInitParams();
+        c.initParam(new ParameterWithConfig(new Parameter("n", ElementType.INT64, i64(0)), new byte[0]));
+        c.finishInitParams();
+        Thread trainer = new Thread(() -> {
+          while (!stop.get()) {
+            c.sendGrads(List.of(new Gradient("n", ElementType.INT64, i64(1))));
+            acked.incrementAndGet();
           }
-          Thread.sleep(100);
-        }
+        });
+        trainer.start();
+        await(Duration.ofSeconds(20), () -> acked.get() >= 20, () -> "training starts; log:\n" + p.log());
+        long lease = view.keys("/ps/0").get("/ps/0").lease();
+
+        // 1. etcd itself is down for longer than the TTL. etcd 3.4 extends every lease when it
+        // comes back, so the pserver finds its claim intact and resumes on the same lease.
+        long stoppedAt = System.nanoTime();
+        etcd.stop();
+        outage(stoppedAt, () -> {
+          try {
+            etcd.start();
+          } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+          }
+        }, raw, acked, p);
+
+        // 2. The pserver is cut off from a running etcd: its lease truly expires and /ps/0 goes
+        // away; once the link is back it claims the index again on a new lease.
+        long cutAt = System.nanoTime();
+        link.cut();
+        await(Duration.ofSeconds(TTL + 2), () -> !view.keys("/ps/").containsKey("/ps/0"), () -> "the lease expires");
+        outage(cutAt, link::restore, raw, acked, p);
+        EtcdServer.Kv now = view.keys("/ps/0").get("/ps/0");
+        assertEquals(addr, now.value());
+        assertNotEquals(lease, now.lease(), "re-registered on a new lease after the old one expired");
+
+        stop.set(true);
+        trainer.join(60_000);
+        assertEquals(-acked.get(), first(c.getParam("n")), "every acknowledged push is there, exactly once");
       } finally {
         raw.shutdownNow();
       }
-      assertTrue(refusedDuringOutage.get(), "writes must be refused once the lease cannot be proven; log:\n" + p.log());
-      long stalled = acked.get();
-      Thread.sleep(500);
-      assertEquals(stalled, acked.get(), "no push is acknowledged while fenced");
-      etcd.start();
-      long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-      while (acked.get() < stalled + 20 && System.nanoTime() < until) {
-        Thread.sleep(50);
-      }
-      assertTrue(acked.get() >= stalled + 20, "training resumes after etcd is back; log:\n" + p.log());
-      stop.set(true);
-      trainer.join(60_000);
-      assertEquals(-acked.get(), first(c.getParam("n")), "every acknowledged push is there, exactly once");
+      String log = p.log();
+      assertEquals(2, count(log, "ownership lost"), log);
+      assertEquals(2, count(log, "ownership regained"), log);
     }
-    assertTrue(p.log().contains("ownership lost") && p.log().contains("ownership regained"), p.log());
+  }
+
+  private static int count(String s, String fragment) {
+    int n = 0;
+    for (int i = s.indexOf(fragment); i >= 0; i = s.indexOf(fragment, i + 1)) {
+      n++;
+    }
+    return n;
   }
 }

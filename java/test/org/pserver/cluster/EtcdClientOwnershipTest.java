@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
@@ -51,6 +52,23 @@ class EtcdClientOwnershipTest {
             .backoff(Duration.ofMillis(50), Duration.ofMillis(300))
             .build();
     open.add(c);
+    return c;
+  }
+
+  /** A cuttable way to {@code etcd}, closed after the test. */
+  private TcpProxy proxyTo(EtcdServer etcd) throws IOException {
+    TcpProxy p = new TcpProxy(etcd.clientPort());
+    open.add(p);
+    return p;
+  }
+
+  /** A pserver registered as index 0 through {@code endpoints}, with checkpoint metadata "a1". */
+  private EtcdClient indexZeroWithACheckpoint(String endpoints, int port, RecordingListener events)
+      throws Exception {
+    EtcdClient c = pserver(endpoints);
+    c.addListener(events);
+    assertEquals(0, c.register(port));
+    c.put("/checkpoints/0", utf8("a1"), SHORT, false);
     return c;
   }
 
@@ -140,13 +158,9 @@ class EtcdClientOwnershipTest {
   void anotherPserverClaimsTheIndexWhileThisOneIsCutOff_itReportsTakeoverAndClaimsNothing()
       throws Exception {
     EtcdServer etcd = ETCD.server();
-    TcpProxy proxy = new TcpProxy(etcd.clientPort());
-    open.add(proxy);
-    EtcdClient a = pserver(proxy.endpoint());
+    TcpProxy proxy = proxyTo(etcd);
     RecordingListener events = new RecordingListener();
-    a.addListener(events);
-    assertEquals(0, a.register(7900));
-    a.put("/checkpoints/0", utf8("a1"), SHORT, false);
+    EtcdClient a = indexZeroWithACheckpoint(proxy.endpoint(), 7900, events);
 
     EtcdClient b = pserver(etcd.endpoint());
     CompletableFuture<Integer> bIndex =
@@ -185,6 +199,67 @@ class EtcdClientOwnershipTest {
     assertFalse(kvs.containsKey("/ps/1"), "A did not silently take another index: " + kvs);
     assertEquals("b1", kvs.get("/checkpoints/0").value());
     assertEquals(List.of(b.leaseId()), etcd.leaseIds());
+  }
+
+  @Test
+  void aSuccessorThatCheckpointedAndLeftIsATakeover_theCutOffPserverDoesNotReclaimOverItsWrites()
+      throws Exception {
+    EtcdServer etcd = ETCD.server();
+    TcpProxy proxy = proxyTo(etcd);
+    RecordingListener events = new RecordingListener();
+    EtcdClient a = indexZeroWithACheckpoint(proxy.endpoint(), 7970, events);
+
+    proxy.cut();
+    Await.until(Duration.ofSeconds(TTL), () -> !a.isOwner(), "A notices within the TTL");
+    // B takes index 0 once A's lease has expired (loading A's checkpoint "a1"), acknowledges
+    // pushes, publishes a checkpoint of them, and goes away: /ps/0 is free again.
+    EtcdClient b = pserver(etcd.endpoint());
+    assertEquals(0, b.register(7971, 0));
+    b.put("/checkpoints/0", utf8("b1"), SHORT, false);
+    b.close();
+    assertFalse(etcd.keys("/ps/").containsKey("/ps/0"));
+
+    // A comes back to a free /ps/0. Claiming it with its in-memory state would silently drop B's
+    // acknowledged, checkpointed updates: it must stop instead (the daemon exits with code 3).
+    proxy.restore();
+    Await.until(
+        RECOVERY,
+        () -> a.state() == EtcdClient.State.TAKEN_OVER,
+        () -> "A reports the takeover; state " + a.state() + ", events " + events);
+    Await.until(SHORT, () -> events.events.size() == 2, events::toString);
+    assertEquals("lost 0", events.events.get(0));
+    assertTrue(events.events.get(1).startsWith("taken 0 by "), events.toString());
+    assertTrue(events.events.get(1).contains("/checkpoints/0"), events.toString());
+    assertFalse(a.isOwner());
+    assertThrows(NotOwnerException.class, () -> a.put("/checkpoints/0", utf8("a2"), SHORT, false));
+    Map<String, EtcdServer.Kv> kvs = etcd.keys("/");
+    assertFalse(kvs.containsKey("/ps/0"), "A claimed nothing: " + kvs);
+    assertEquals("b1", kvs.get("/checkpoints/0").value());
+    assertEquals(List.of(), etcd.leaseIds(), "A revoked the lease it had granted for the attempt");
+  }
+
+  @Test
+  void itsOwnCheckpointWriteWhoseReplyWasLostIsNotMistakenForASuccessors() throws Exception {
+    EtcdServer etcd = ETCD.server();
+    TcpProxy proxy = proxyTo(etcd);
+    RecordingListener events = new RecordingListener();
+    EtcdClient a = indexZeroWithACheckpoint(proxy.endpoint(), 7980, events);
+
+    proxy.muteReplies(); // the put reaches etcd, its answer does not come back
+    IOException unknown =
+        assertThrows(IOException.class, () -> a.put("/checkpoints/0", utf8("a2"), SHORT, false));
+    assertFalse(unknown instanceof NotOwnerException, unknown.toString());
+    Await.until(Duration.ofSeconds(5), () -> "a2".equals(etcd.keys("/checkpoints/0").get("/checkpoints/0").value()), "it landed");
+    etcd.etcdctl("del", "/ps/0"); // so that A has to claim /ps/0 again, not find its claim intact
+    Await.until(Duration.ofSeconds(TTL + 1), () -> !a.isOwner(), "no answers: A stops claiming ownership");
+    proxy.cut();
+    proxy.restore();
+
+    Await.until(RECOVERY, a::isOwner, () -> "A regains index 0; state " + a.state() + ", events " + events);
+    Await.until(SHORT, () -> events.events.size() == 2, events::toString);
+    assertEquals(List.of("lost 0", "regained 0"), events.events);
+    a.put("/checkpoints/0", utf8("a3"), SHORT, false);
+    assertEquals("a3", etcd.keys("/checkpoints/0").get("/checkpoints/0").value());
   }
 
   @Test

@@ -80,49 +80,57 @@ class EtcdClientRegistrationTest {
   @Test
   void threeConcurrentPserversGetExactlyIndices0To2WithNoLeakedLeases_twentyRounds() throws Exception {
     EtcdServer etcd = ETCD.server();
-    for (int round = 0; round < 20; round++) {
-      List<EtcdClient> cs = List.of(pserver(3), pserver(3), pserver(3));
-      CountDownLatch go = new CountDownLatch(1);
-      List<CompletableFuture<Integer>> fs = new ArrayList<>();
-      for (int i = 0; i < 3; i++) {
-        EtcdClient c = cs.get(i);
-        int port = 7000 + i;
-        fs.add(
-            CompletableFuture.supplyAsync(
-                () -> {
-                  try {
-                    go.await();
-                    return c.register(port);
-                  } catch (Exception e) {
-                    throw new IllegalStateException(e);
-                  }
-                }));
-      }
-      go.countDown();
-      Set<Integer> indices = new HashSet<>();
-      for (CompletableFuture<Integer> f : fs) {
-        indices.add(f.get(10, TimeUnit.SECONDS));
-      }
-      assertEquals(Set.of(0, 1, 2), indices, "round " + round);
+    // Checks inside the loop go through jetcd (an etcdctl run per check would make 20 rounds take
+    // minutes on a loaded machine); etcdctl confirms the layout independently in the last round.
+    try (EtcdInspector view = new EtcdInspector(etcd)) {
+      for (int round = 0; round < 20; round++) {
+        List<EtcdClient> cs = List.of(pserver(3), pserver(3), pserver(3));
+        CountDownLatch go = new CountDownLatch(1);
+        List<CompletableFuture<Integer>> fs = new ArrayList<>();
+        for (int i = 0; i < 3; i++) {
+          EtcdClient c = cs.get(i);
+          int port = 7000 + i;
+          fs.add(
+              CompletableFuture.supplyAsync(
+                  () -> {
+                    try {
+                      go.await();
+                      return c.register(port);
+                    } catch (Exception e) {
+                      throw new IllegalStateException(e);
+                    }
+                  }));
+        }
+        go.countDown();
+        Set<Integer> indices = new HashSet<>();
+        for (CompletableFuture<Integer> f : fs) {
+          indices.add(f.get(20, TimeUnit.SECONDS));
+        }
+        assertEquals(Set.of(0, 1, 2), indices, "round " + round);
 
-      Map<String, EtcdServer.Kv> kvs = etcd.keys("/ps/");
-      assertEquals(3, kvs.size(), "round " + round + ": " + kvs);
-      for (int i = 0; i < 3; i++) {
-        EtcdClient c = cs.get(i);
-        int idx = c.index().getAsInt();
-        EtcdServer.Kv kv = kvs.get("/ps/" + idx);
-        assertEquals("127.0.0.1:" + (7000 + i), kv.value(), "round " + round);
-        assertEquals(c.leaseId(), kv.lease(), "round " + round + ": the key is on the client's lease");
-        assertTrue(c.isOwner());
-      }
-      assertEquals(3, etcd.leases().size(), "round " + round + ": one lease per pserver, none leaked");
-      assertEquals("3", etcd.keys("/ps_desired").get("/ps_desired").value());
+        Map<String, EtcdServer.Kv> kvs = view.keys("/ps/");
+        assertEquals(3, kvs.size(), "round " + round + ": " + kvs);
+        for (int i = 0; i < 3; i++) {
+          EtcdClient c = cs.get(i);
+          int idx = c.index().getAsInt();
+          EtcdServer.Kv kv = kvs.get("/ps/" + idx);
+          assertEquals("127.0.0.1:" + (7000 + i), kv.value(), "round " + round);
+          assertEquals(c.leaseId(), kv.lease(), "round " + round + ": the key is on the client's lease");
+          assertTrue(c.isOwner());
+        }
+        assertEquals(3, view.leaseIds().size(), "round " + round + ": one lease per pserver, none leaked");
+        assertEquals("3", view.keys("/ps_desired").get("/ps_desired").value());
+        if (round == 19) {
+          assertEquals(kvs, etcd.keys("/ps/"), "etcdctl sees the same keys, values and leases");
+          assertEquals(3, etcd.leases().size(), "etcdctl sees the same leases");
+        }
 
-      cs.forEach(EtcdClient::close);
-      open.removeAll(cs);
-      assertEquals(Map.of(), etcd.keys("/ps/"), "round " + round + ": close() revokes");
-      assertEquals(List.of(), etcd.leases(), "round " + round);
-      etcd.reset(); // fresh /ps_desired too, so its creation races again next round
+        cs.forEach(EtcdClient::close);
+        open.removeAll(cs);
+        assertEquals(Map.of(), view.keys("/ps/"), "round " + round + ": close() revokes");
+        assertEquals(List.of(), view.leaseIds(), "round " + round);
+        view.reset(); // fresh /ps_desired too, so its creation races again next round
+      }
     }
   }
 
@@ -191,6 +199,72 @@ class EtcdClientRegistrationTest {
     assertEquals("127.0.0.1:7301", etcd.keys("/ps/2").get("/ps/2").value());
     EtcdClient d = pserver(3);
     assertThrows(IllegalArgumentException.class, () -> d.register(7303, 3), "3 is not below /ps_desired");
+  }
+
+  @Test
+  void aRememberedIndexThatIsFreeIsTakenAtOnceAlthoughLowerOnesAreFree() throws Exception {
+    EtcdClient c = pserver(3);
+    long t0 = System.nanoTime();
+    assertEquals(2, c.registerRemembered(7310, List.of(2, 0), Duration.ofSeconds(30), null));
+    assertTrue(TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0) < 10_000, "no waiting for a free index");
+  }
+
+  @Test
+  void aRememberedIndexHeldByALivePserverIsWaitedForBrieflyThenTheLowestFreeIsTaken() throws Exception {
+    EtcdServer etcd = ETCD.server();
+    EtcdClient holder = pserver(3);
+    assertEquals(1, holder.register(7320, 1));
+    EtcdClient c = pserver(3); // e.g. a second pserver sharing the holder's checkpoint directory
+    Duration preferFor = Duration.ofMillis(1500);
+    try (LogCapture log = new LogCapture(EtcdClient.class)) {
+      long t0 = System.nanoTime();
+      CompletableFuture<Integer> f = new CompletableFuture<>();
+      Thread t = new Thread(() -> {
+        try {
+          f.complete(c.registerRemembered(7321, List.of(1), preferFor, null));
+        } catch (Throwable e) {
+          f.completeExceptionally(e);
+        }
+      });
+      t.setDaemon(true);
+      t.start();
+      assertEquals(0, get(f), "after the bounded wait: the lowest free index, not a wait forever");
+      long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
+      assertTrue(ms >= preferFor.toMillis(), "the remembered index was preferred for a while: " + ms + " ms");
+      assertTrue(log.contains("INFO", "remembered index 1 is held by '127.0.0.1:7320'; waiting up to"), log.lines().toString());
+      assertTrue(log.contains("WARN", "taking the lowest free index instead"), log.lines().toString());
+    }
+    assertEquals("127.0.0.1:7321", etcd.keys("/ps/0").get("/ps/0").value());
+    assertEquals(1, holder.index().getAsInt());
+  }
+
+  @Test
+  void aRememberedIndexHeldByACrashedPredecessorIsTakenBackOnceItsLeaseExpires() throws Exception {
+    EtcdServer etcd = ETCD.server();
+    try (TcpProxy proxy = new TcpProxy(etcd.clientPort())) {
+      EtcdClient crashed = pserver(proxy.endpoint(), 3);
+      assertEquals(1, crashed.register(7330, 1));
+      proxy.cut(); // like kill -9: no keep-alives, no revoke; /ps/1 lives until its lease expires
+
+      EtcdClient restarted = pserver(3);
+      long t0 = System.nanoTime();
+      int i = restarted.registerRemembered(7331, List.of(1), EtcdClient.rememberedIndexWait(TTL), null);
+      long ms = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
+      assertEquals(1, i, "its own index back, not the lowest free one (0)");
+      assertTrue(ms >= 500, "it had to wait for the old lease to expire: " + ms + " ms");
+    }
+    assertEquals("127.0.0.1:7331", etcd.keys("/ps/1").get("/ps/1").value());
+  }
+
+  @Test
+  void aRememberedIndexNotBelowTheDesiredCountIsIgnoredWithAWarning() throws Exception {
+    EtcdClient c = pserver(2);
+    try (LogCapture log = new LogCapture(EtcdClient.class)) {
+      assertEquals(0, c.registerRemembered(7340, List.of(5), Duration.ofSeconds(30), null));
+      assertTrue(log.contains("WARN", "remembered index 5 is not below /ps_desired=2"), log.lines().toString());
+    }
+    EtcdClient d = pserver(2);
+    assertThrows(IllegalArgumentException.class, () -> d.registerRemembered(7341, List.of(-1), Duration.ZERO, null));
   }
 
   @Test
@@ -326,7 +400,7 @@ class EtcdClientRegistrationTest {
   @Test
   void badArgumentsAreRejectedUpFront() {
     assertThrows(IllegalArgumentException.class, () -> new EtcdClient("", 1, DIAL, 2));
-    assertThrows(IllegalArgumentException.class, () -> new EtcdClient("https://x:1", 1, DIAL, 2));
+    assertThrows(IllegalArgumentException.class, () -> new EtcdClient("ftp://x:1", 1, DIAL, 2));
     assertThrows(IllegalArgumentException.class, () -> new EtcdClient("x", 1, DIAL, 2));
     assertThrows(IllegalArgumentException.class, () -> new EtcdClient(ETCD.endpoint(), 0, DIAL, 2));
     assertThrows(IllegalArgumentException.class, () -> new EtcdClient(ETCD.endpoint(), 1, DIAL, 0));

@@ -61,6 +61,9 @@ class EtcdKeysTest {
     assertEquals("http://b:2", Etcd.parseEndpoints("b:2")[0].toString());
     assertThrows(IllegalArgumentException.class, () -> Etcd.parseEndpoints(" , "));
     assertThrows(IllegalArgumentException.class, () -> Etcd.parseEndpoints("a"));
+    assertEquals("https://b:2", Etcd.parseEndpoints("https://a:1,b:2")[1].toString(), "a bare host:port follows");
+    assertThrows(IllegalArgumentException.class, () -> Etcd.parseEndpoints("https://a:1,http://b:2"));
+    assertThrows(IllegalArgumentException.class, () -> Etcd.parseEndpoints("ftp://a:1"));
     assertEquals("'a\\x0ab'", Etcd.quote("a\nb"));
     assertTrue(Etcd.quote("x".repeat(500)).endsWith("...(500 chars)'"));
     assertEquals("250 ms", Etcd.format(Duration.ofMillis(250)));

@@ -1,6 +1,7 @@
 package org.pserver.cluster;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -10,13 +11,18 @@ import io.etcd.jetcd.Client;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.pserver.client.EtcdDirectory;
+import org.pserver.client.EtcdSelector;
 import org.pserver.testing.DaemonProcess;
 import org.pserver.testing.TestCertificates;
 import org.pserver.testing.TestCertificates.Issued;
@@ -98,6 +104,39 @@ class EtcdSecurityLiveTest {
   @Test
   void theRightSettingsReadAndWrite() throws Exception {
     assertEquals("v", roundTrip(new EtcdSecurity(ca.certFile(), client.certFile(), client.keyFile(), "root", PASSWORD)));
+  }
+
+  @Test
+  @Timeout(value = 60, unit = TimeUnit.SECONDS)
+  void trainersListAndElectThroughTheSecuredEtcdWithTheSameSettingsAsThePservers() throws Exception {
+    EtcdSecurity security = new EtcdSecurity(ca.certFile(), client.certFile(), client.keyFile(), "root", PASSWORD);
+    Duration dial = Duration.ofSeconds(5);
+    try (EtcdClient pserver = EtcdClient.builder(endpoint).desiredPservers(1).dialTimeout(dial).ttlSeconds(5)
+        .advertiseHost("127.0.0.1").security(security).build()) {
+      assertEquals(0, pserver.register(7990));
+
+      try (EtcdDirectory pservers = EtcdDirectory.connect(endpoint, dial, Duration.ofSeconds(20), security)) {
+        assertEquals(1, pservers.size());
+        pservers.awaitAll(Duration.ofSeconds(20));
+        assertEquals("127.0.0.1:7990", pservers.address(0));
+      }
+      try (EtcdSelector first = new EtcdSelector(endpoint, dial, security);
+          EtcdSelector later = new EtcdSelector(endpoint.replace("https://", ""), dial, security)) {
+        // (a bare host:port follows the security settings: TLS here)
+        assertTrue(first.select(), "the first trainer initializes");
+        first.done();
+        assertFalse(later.select(), "a later one does not");
+      }
+      assertThrows(IllegalArgumentException.class, () -> new EtcdSelector(endpoint.replace("https", "http"), dial, security),
+          "TLS settings with an explicit http:// endpoint are a contradiction");
+      // The settings matter: without them the trainer side gets nowhere.
+      assertThrows(
+          TimeoutException.class,
+          () -> EtcdDirectory.connect(endpoint, Duration.ofMillis(500), Duration.ofMillis(1500)).close());
+      try (EtcdInitSelector plain = new EtcdInitSelector(endpoint, Duration.ofMillis(500), 2, Duration.ofSeconds(2))) {
+        assertThrows(Exception.class, plain::select);
+      }
+    }
   }
 
   @Test

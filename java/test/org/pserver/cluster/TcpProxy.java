@@ -34,6 +34,7 @@ public final class TcpProxy implements AutoCloseable {
   private final Set<Socket> open = ConcurrentHashMap.newKeySet();
   private final Thread acceptor;
   private volatile boolean cut;
+  private volatile boolean muted;
   private volatile boolean closed;
 
   /** Starts forwarding a free loopback port to {@code 127.0.0.1:targetPort}. */
@@ -63,8 +64,18 @@ public final class TcpProxy implements AutoCloseable {
     open.clear();
   }
 
-  /** Forwards new connections again. */
+  /**
+   * Keeps forwarding what clients send but drops everything etcd answers: requests still take
+   * effect while their replies never arrive (an outcome the client cannot know). The connections
+   * are garbled from then on: follow with {@link #cut()}, then {@link #restore()}.
+   */
+  public void muteReplies() {
+    muted = true;
+  }
+
+  /** Forwards new connections again (and replies, after {@link #muteReplies()}). */
   public void restore() {
+    muted = false;
     cut = false;
   }
 
@@ -105,12 +116,12 @@ public final class TcpProxy implements AutoCloseable {
       }
       open.add(in);
       open.add(out);
-      pump(in, out);
-      pump(out, in);
+      pump(in, out, false);
+      pump(out, in, true);
     }
   }
 
-  private void pump(Socket from, Socket to) {
+  private void pump(Socket from, Socket to, boolean replies) {
     Thread t =
         new Thread(
             () -> {
@@ -119,6 +130,9 @@ public final class TcpProxy implements AutoCloseable {
                   OutputStream o = to.getOutputStream()) {
                 int n;
                 while ((n = i.read(buf)) >= 0) {
+                  if (replies && muted) {
+                    continue;
+                  }
                   o.write(buf, 0, n);
                   o.flush();
                 }
