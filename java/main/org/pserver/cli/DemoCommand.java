@@ -49,7 +49,8 @@ final class DemoCommand implements Callable<Integer> {
   @Option(names = "--pserver", description = "use running pservers at these addresses instead of starting them (repeat, in index order).")
   List<String> addresses = List.of();
 
-  @Option(names = "--etcd", description = "run through etcd at these endpoints: the pservers register there and the trainers find them and elect their initializer there.")
+  @Option(names = "--etcd", description = {"run through etcd at these endpoints: the pservers register there and the trainers find them and elect their initializer there.",
+      "With pservers of its own (--pservers > 0) the demo owns the job: it first deletes /ps_desired, /checkpoints/* and /init_ps/done there."})
   String etcd;
 
   @Override

@@ -21,6 +21,8 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Function;
 import org.pserver.ElementType;
 import org.pserver.Seed;
@@ -29,6 +31,7 @@ import org.pserver.proto.GetParamsRequest;
 import org.pserver.proto.GetParamsResponse;
 import org.pserver.proto.PServerGrpc;
 import org.pserver.proto.SendGradsRequest;
+import org.pserver.proto.SendGradsResponse;
 import org.pserver.proto.StatusRequest;
 import org.pserver.service.Gradient;
 import org.pserver.service.Parameter;
@@ -59,25 +62,39 @@ import org.slf4j.LoggerFactory;
  *
  * <h2>Failures</h2>
  *
- * Every call has a per-attempt deadline. UNAVAILABLE and DEADLINE_EXCEEDED are retried with
- * exponential backoff (re-resolving the pserver's address each time, so a pserver that moved or
- * restarted is followed) until the attempts or the retry budget run out; then a {@link
- * PServerCallException} names the pserver. Other errors are not retried.
+ * Every call has a per-attempt deadline. UNAVAILABLE, DEADLINE_EXCEEDED and a connection that
+ * closed under the call (grpc-java reports some of those as UNKNOWN "channel closed") are retried
+ * with exponential backoff (re-resolving the pserver's address each time, so a pserver that moved
+ * or restarted is followed) until the attempts or the retry budget run out; then a {@link
+ * PServerCallException} names the pserver. Other errors are not retried. Every call is safe to
+ * retry: pushes are deduplicated (below), reads change nothing, and a repeated InitParam or
+ * FinishInitParams is recognized as this client's own.
  *
  * <h2>Exactly once</h2>
  *
  * Each push to a pserver carries this client's trainer id, a sequence number and a low watermark
  * (every smaller sequence number has been acknowledged). A retry reuses the sequence number; the
- * pserver acknowledges a repeat without applying it, even across its own restart from a
- * checkpoint (the record is saved with each parameter). So a retried {@link #sendGrads} never
- * applies a gradient twice.
+ * pserver acknowledges a repeat without applying it, also across its own restart from a
+ * checkpoint, which saves that record with each parameter. So a retried {@link #sendGrads} is
+ * applied once by a pserver that stays up or restarts from a checkpoint. (A push acknowledged
+ * after the pserver's last checkpoint is lost when it is killed: that is the price of periodic
+ * checkpoints, not a retry effect.) Sequence numbers start from the clock (see {@link
+ * Builder#trainerId}), so a trainer restarted with the same id is not mistaken for its
+ * predecessor; a pserver that answers "duplicate" to a push this client never sent before is
+ * logged as a warning.
  *
  * <h2>A pserver that came back empty</h2>
  *
- * If a pserver restarts without a checkpoint it reports "pserver not fully initialized". With a
- * {@linkplain Builder#reinitSource re-initialization source}, one trainer (chosen by the {@link
- * InitSelector}) initializes that pserver's parameters again from the source, typically its latest
- * copy, and everyone carries on; without one, calls wait and retry until someone does.
+ * If a pserver restarts without a checkpoint it reports "pserver not fully initialized" to
+ * pushes; a read waits for initialization instead, so once a read of a pserver this client has
+ * seen initialized fails, the client asks the pserver's Status before each retry (a read that
+ * meets the empty pserver without failing first costs one {@linkplain Builder#callTimeout call
+ * timeout}). With a {@linkplain Builder#reinitSource re-initialization source}, one trainer
+ * (chosen by the {@link InitSelector}) initializes that pserver's parameters again from the
+ * source, typically its latest copy, and everyone carries on; without one, calls wait and retry
+ * until someone does. This is at-least-once, not exactly-once: the re-initialized pserver has no
+ * record of earlier pushes, so a push whose reply was lost in the crash is applied again if the
+ * source's copy already contained it, and pushes the copy missed are lost.
  *
  * <p>Thread-safe: one client per trainer process serves many threads.
  */
@@ -88,6 +105,8 @@ public final class PServerClient implements AutoCloseable {
   public static final long DEFAULT_REQUEST_BYTES = 4 << 20;
   /** Requests in flight per pserver within one call: one is applied while the next arrives. */
   static final int LANES = 2;
+  /** The highest push sequence number any client of this JVM has used (see {@link #firstSequence}). */
+  private static final AtomicLong LAST_SEQUENCE = new AtomicLong();
 
   private final PServerDirectory directory;
   private final InitSelector selector;
@@ -102,6 +121,8 @@ public final class PServerClient implements AutoCloseable {
   private final Connection[] connections;
   private final PushSequence[] sequences;
   private final Object[] reinitLocks;
+  /** 1 for a pserver this client has seen initialized (a push, read or FinishInitParams worked). */
+  private final AtomicIntegerArray seenInitialized;
   private final int blockBytes;
   private final long requestBytes;
   /** Layouts of the parameters this client has seen, by user-visible name. */
@@ -125,9 +146,11 @@ public final class PServerClient implements AutoCloseable {
     this.connections = new Connection[n];
     this.sequences = new PushSequence[n];
     this.reinitLocks = new Object[n];
+    this.seenInitialized = new AtomicIntegerArray(n);
+    long first = b.firstSequence > 0 ? b.firstSequence : firstSequence();
     for (int i = 0; i < n; i++) {
       connections[i] = new Connection(i, directory, b.channelFactory);
-      sequences[i] = new PushSequence();
+      sequences[i] = new PushSequence(first);
       reinitLocks[i] = new Object();
     }
     directory.onChange(i -> {
@@ -147,6 +170,18 @@ public final class PServerClient implements AutoCloseable {
   /** A builder for a client of the pservers in {@code directory}. */
   public static Builder builder(PServerDirectory directory) {
     return new Builder(directory);
+  }
+
+  /**
+   * Where a new client's push sequence numbers start: the microseconds since the epoch, or just
+   * above the highest number a client of this JVM has used if that is larger. So the numbers of
+   * a client grow past those of an earlier client with the same trainer id (a restarted trainer),
+   * as the pserver's deduplication needs, unless the clock went back between the two or the
+   * earlier one pushed more than a million times a second.
+   */
+  static long firstSequence() {
+    long micros = java.time.temporal.ChronoUnit.MICROS.between(java.time.Instant.EPOCH, java.time.Instant.now());
+    return LAST_SEQUENCE.updateAndGet(last -> Math.max(last + 1, micros));
   }
 
   /** This client's trainer id (random unless set): the identity its pushes are deduplicated by. */
@@ -280,6 +315,7 @@ public final class PServerClient implements AutoCloseable {
         throw e;
       }
     });
+    seenInitialized.set(index, 1);
   }
 
   private boolean allInitialized() {
@@ -299,9 +335,10 @@ public final class PServerClient implements AutoCloseable {
   // Gradients and parameters
 
   /**
-   * Applies gradients on their pservers, all in parallel, each exactly once: one push per pserver,
-   * or several of at most {@linkplain Builder#requestBytes the request size}, each applied all or
-   * nothing. The gradients' buffers are sent without copying and must not change until this
+   * Applies gradients on their pservers, all in parallel, retries included each once (see
+   * "Exactly once" above for a pserver that came back without a checkpoint): one push per
+   * pserver, or several of at most {@linkplain Builder#requestBytes the request size}, each
+   * applied all or nothing. The gradients' buffers are sent without copying and must not change until this
    * returns.
    *
    * @throws PServerCallException if a push failed for good (others may have been applied)
@@ -348,7 +385,18 @@ public final class PServerClient implements AutoCloseable {
             .setContent(UnsafeByteOperations.unsafeWrap(g.content().slice())));
       }
       SendGradsRequest req = b.build();
-      call(index, "SendGrads", stub -> stub.sendGrads(req));
+      AtomicInteger sent = new AtomicInteger();
+      SendGradsResponse reply = call(index, "SendGrads", stub -> {
+        sent.incrementAndGet();
+        return stub.sendGrads(req);
+      });
+      seenInitialized.set(index, 1);
+      if (reply.getDuplicate() && sent.get() == 1) {
+        // A retry may legitimately be a duplicate; a first attempt never is.
+        LOG.warn("pserver {} answered that push {} of trainer {} was applied before, but this client had never sent it: "
+            + "its gradients were NOT applied. Is another client using trainer id {}, or did the clock go back?",
+            index, seq, trainerId, trainerId);
+      }
     } finally {
       seqs.end(seq);
     }
@@ -391,7 +439,7 @@ public final class PServerClient implements AutoCloseable {
         req.addNames(((Blocks.Piece) w[1]).serverName());
       }
       GetParamsRequest r = req.build();
-      GetParamsResponse resp = call(index, "GetParams", stub -> stub.getParams(r));
+      GetParamsResponse resp = read(index, stub -> stub.getParams(r));
       if (resp.getParamsCount() != wanted.size()) {
         throw new IllegalStateException("pserver " + index + " returned " + resp.getParamsCount() + " parameters for " + wanted.size() + " names");
       }
@@ -434,7 +482,7 @@ public final class PServerClient implements AutoCloseable {
       probes.add(() -> {
         int home = partition(name);
         try {
-          org.pserver.proto.Parameter p = call(home, "GetParams", stub ->
+          org.pserver.proto.Parameter p = read(home, stub ->
               stub.getParams(GetParamsRequest.newBuilder().addNames(name).build())).getParams(0);
           ElementType type = ElementType.fromCode(p.getElementTypeValue());
           layouts.putIfAbsent(name, new Blocks.Layout(type, p.getContent().size() / type.size(), p.getContent().size() / type.size()));
@@ -448,7 +496,7 @@ public final class PServerClient implements AutoCloseable {
           if (e.status().getCode() != Status.Code.NOT_FOUND) {
             throw e;
           }
-          org.pserver.proto.Parameter rec = call(home, "GetParams", stub ->
+          org.pserver.proto.Parameter rec = read(home, stub ->
               stub.getParams(GetParamsRequest.newBuilder().addNames(Blocks.layoutName(name)).build())).getParams(0);
           layouts.putIfAbsent(name, Blocks.decode(name, rec.getContent().asReadOnlyByteBuffer()));
         }
@@ -482,29 +530,76 @@ public final class PServerClient implements AutoCloseable {
   }
 
   private <T> T call(int index, String operation, Rpc<T> rpc) {
+    return call(index, operation, false, rpc);
+  }
+
+  /** A GetParams call: the pserver waits for initialization within the deadline. */
+  private <T> T read(int index, Rpc<T> rpc) {
+    T out = call(index, "GetParams", true, rpc);
+    seenInitialized.set(index, 1);
+    return out;
+  }
+
+  private <T> T call(int index, String operation, boolean read, Rpc<T> rpc) {
     long start = System.nanoTime();
     long budgetEnd = start + retryBudget.toNanos();
     Connection c = connections[index];
+    boolean suspect = false;
     for (int attempt = 1; ; attempt++) {
+      // A read of a pserver that came back empty would wait for initialization until its
+      // deadline, and the pserver's "not fully initialized" rarely beats the client's own
+      // deadline error. So once a read failed (the pserver went away, or held the read that
+      // long), ask its Status before each new attempt.
+      if (suspect && answersUninitialized(index)) {
+        reinitialize(index);
+      }
       try {
         return rpc.call(c.stub().withDeadlineAfter(callTimeout.toMillis(), TimeUnit.MILLISECONDS));
       } catch (StatusRuntimeException e) {
         Status s = e.getStatus();
         boolean uninitialized = isUninitialized(s);
-        boolean retryable = uninitialized
-            || s.getCode() == Status.Code.UNAVAILABLE
-            || s.getCode() == Status.Code.DEADLINE_EXCEEDED;
+        boolean transport = s.getCode() == Status.Code.UNAVAILABLE
+            || s.getCode() == Status.Code.DEADLINE_EXCEEDED
+            || isChannelClosed(s);
         long now = System.nanoTime();
-        if (!retryable || attempt >= maxAttempts || now >= budgetEnd) {
+        if (!(uninitialized || transport) || attempt >= maxAttempts || now >= budgetEnd) {
           throw new PServerCallException(index, c.address(), operation, attempt, (now - start) / 1_000_000, s, e);
         }
         if (uninitialized) {
           reinitialize(index);
         }
+        suspect = read && transport;
         LOG.debug("pserver {}: {} attempt {} failed ({}); retrying", index, operation, attempt, s.getCode());
         c.resetBackoff();
         sleep(backoff(attempt), budgetEnd);
       }
+    }
+  }
+
+  /**
+   * grpc-java's status for a call whose connection was already closed when it was written, with
+   * no cause recorded (a pserver killed under the call): UNKNOWN "channel closed" with a {@link
+   * java.nio.channels.ClosedChannelException}, where a reset connection gives UNAVAILABLE.
+   */
+  static boolean isChannelClosed(Status s) {
+    return s.getCode() == Status.Code.UNKNOWN && s.getCause() instanceof java.nio.channels.ClosedChannelException;
+  }
+
+  /**
+   * One Status call, not retried, if re-initialization is possible and this client has seen the
+   * pserver initialized: true only if the pserver answers that it is not initialized (it came
+   * back empty).
+   */
+  private boolean answersUninitialized(int index) {
+    if (reinitSource == null || seenInitialized.get(index) == 0) {
+      return false;
+    }
+    try {
+      long ms = Math.min(callTimeout.toMillis(), 5_000);
+      return !connections[index].stub().withDeadlineAfter(ms, TimeUnit.MILLISECONDS)
+          .status(StatusRequest.getDefaultInstance()).getInitialized();
+    } catch (StatusRuntimeException e) {
+      return false;
     }
   }
 
@@ -697,12 +792,17 @@ public final class PServerClient implements AutoCloseable {
 
   /** Sequence numbers of pushes to one pserver and the ones still in flight. */
   private static final class PushSequence {
-    private long next = 1;
+    private long next;
     private final java.util.TreeSet<Long> inFlight = new java.util.TreeSet<>();
+
+    PushSequence(long first) {
+      this.next = first;
+    }
 
     synchronized long begin() {
       long s = next++;
       inFlight.add(s);
+      LAST_SEQUENCE.accumulateAndGet(s, Math::max);
       return s;
     }
 
@@ -789,6 +889,7 @@ public final class PServerClient implements AutoCloseable {
     private List<String> reinitNames = List.of();
     private int blockBytes = 1 << 20;
     private long requestBytes = DEFAULT_REQUEST_BYTES;
+    private long firstSequence;
 
     private Builder(PServerDirectory directory) {
       this.directory = Objects.requireNonNull(directory, "directory");
@@ -800,7 +901,13 @@ public final class PServerClient implements AutoCloseable {
       return this;
     }
 
-    /** Overrides the random trainer id; two live clients must never share one. */
+    /**
+     * Overrides the random trainer id; two live clients must never share one. A trainer that
+     * restarts may keep its id: each client numbers its pushes from the microseconds since the
+     * epoch at its creation, so the new client's numbers are above those its predecessor used
+     * (as long as the clock does not go back between the two) and its pushes are applied, not
+     * taken for repeats.
+     */
     public Builder trainerId(String id) {
       if (id == null || id.isEmpty()) {
         throw new IllegalArgumentException("empty trainer id");
@@ -854,6 +961,8 @@ public final class PServerClient implements AutoCloseable {
      * every parameter of the job, and {@code source} gives a name's current value and config
      * (typically this trainer's latest copy), or null if this trainer has no copy yet (another
      * trainer then does it). Without it such a pserver is left for another trainer to handle.
+     * Re-initialized parameters are the source's copy: pushes it lacks are lost, and a push in
+     * flight during the crash that it already contains may be applied again (at-least-once).
      */
     public Builder reinitSource(java.util.Collection<String> names, Function<String, ParameterWithConfig> source) {
       this.reinitNames = List.copyOf(names);
@@ -884,6 +993,15 @@ public final class PServerClient implements AutoCloseable {
         throw new IllegalArgumentException("requestBytes must be >= 1");
       }
       this.requestBytes = bytes;
+      return this;
+    }
+
+    /** Tests: the first push sequence number instead of the clock's (e.g. a clock that went back). */
+    Builder firstSequence(long first) {
+      if (first < 1) {
+        throw new IllegalArgumentException("firstSequence must be >= 1");
+      }
+      this.firstSequence = first;
       return this;
     }
 

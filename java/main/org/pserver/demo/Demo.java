@@ -1,6 +1,11 @@
 package org.pserver.demo;
 
+import io.etcd.jetcd.ByteSequence;
+import io.etcd.jetcd.Client;
+import io.etcd.jetcd.KV;
+import io.etcd.jetcd.options.DeleteOption;
 import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -8,11 +13,13 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
 import org.pserver.client.EtcdDirectory;
 import org.pserver.client.EtcdSelector;
 import org.pserver.client.InitSelector;
 import org.pserver.client.PServerClient;
 import org.pserver.client.PServerDirectory;
+import org.pserver.cluster.EtcdKeys;
 import org.pserver.kernels.Kernels;
 import org.pserver.proto.paddle.AdamConfig;
 import org.pserver.proto.paddle.ConstLrConfig;
@@ -93,14 +100,21 @@ public final class Demo {
 
   /**
    * Runs the demo, printing progress to {@code out}: starts the pservers in this process
-   * (standalone, or registered in etcd; their checkpoint directories under {@code outDir} are
-   * emptied first, so every run starts fresh), unless addresses of running ones are given.
+   * (standalone, or registered in etcd), unless addresses of running ones are given or there are
+   * none to start. Pservers it starts begin fresh: their checkpoint directories under {@code
+   * outDir} are emptied, and with etcd the demo owns the job there, so it first deletes what an
+   * earlier job left (see {@link #clearEtcdJob}).
    */
   public static Result run(Options o, PrintStream out) throws Exception {
     Files.createDirectories(o.outDir());
     List<PServerNode> nodes = new ArrayList<>();
     List<String> addresses = new ArrayList<>(o.pserverAddresses());
     try {
+      if (addresses.isEmpty() && o.etcd() && o.pservers() > 0) {
+        clearEtcdJob(o.etcdEndpoints());
+        out.printf(Locale.ROOT, "pserver demo: starting its own pservers, so it owns the job in etcd %s: deleted %s, %s* and %s left by earlier runs%n",
+            o.etcdEndpoints(), EtcdKeys.PS_DESIRED, EtcdKeys.CHECKPOINT_PREFIX, EtcdKeys.INIT_DONE);
+      }
       if (addresses.isEmpty()) {
         for (int i = 0; i < o.pservers(); i++) {
           deleteTree(o.outDir().resolve("pserver-" + i)); // every demo run starts fresh
@@ -120,6 +134,32 @@ public final class Demo {
         n.shutdown(Duration.ofSeconds(10));
       }
     }
+  }
+
+  /**
+   * Deletes the job-wide keys an earlier job left in etcd: {@code /ps_desired} (its pserver
+   * count), {@code /checkpoints/*} (metadata of checkpoint files this run deletes; recovery refuses
+   * to start from metadata whose file is missing) and {@code /init_ps/done} (which would tell the
+   * trainers the fresh pservers are already initialized). Registrations ({@code /ps/<i>}) and lock
+   * keys are on leases and expire by themselves.
+   */
+  static void clearEtcdJob(String endpoints) throws Exception {
+    List<java.net.URI> uris = new ArrayList<>();
+    for (String e : endpoints.split(",")) {
+      if (!e.isBlank()) {
+        uris.add(java.net.URI.create(e.strip().contains("://") ? e.strip() : "http://" + e.strip()));
+      }
+    }
+    try (Client etcd = Client.builder().endpoints(uris.toArray(new java.net.URI[0])).connectTimeout(Duration.ofSeconds(5)).build()) {
+      KV kv = etcd.getKVClient();
+      kv.delete(bytes(EtcdKeys.PS_DESIRED)).get(10, TimeUnit.SECONDS);
+      kv.delete(bytes(EtcdKeys.CHECKPOINT_PREFIX), DeleteOption.builder().isPrefix(true).build()).get(10, TimeUnit.SECONDS);
+      kv.delete(bytes(EtcdKeys.INIT_DONE)).get(10, TimeUnit.SECONDS);
+    }
+  }
+
+  private static ByteSequence bytes(String s) {
+    return ByteSequence.from(s, StandardCharsets.UTF_8);
   }
 
   private static void deleteTree(Path p) throws java.io.IOException {
@@ -258,9 +298,10 @@ public final class Demo {
   public static String summary(Result r) {
     return String.format(Locale.ROOT,
         "done in %.1f s: %,d updates (%.1f/s), %.2f GB of gradients and parameters moved (%.0f MB/s); trainer time: %s%n"
-            + "final loss %.3f; accuracy %.3f against the teacher's labels on 2,000 unseen inputs (chance 0.100, bar %.2f: %s)%n"
+            + "final loss %s; accuracy %.3f against the teacher's labels on 2,000 unseen inputs (chance 0.100, bar %.2f: %s)%n"
             + "kernels %s; loss curve: %s",
         r.seconds(), r.updates(), r.updatesPerSecond(), r.bytes() / 1e9, r.bytes() / 1e6 / r.seconds(), r.timeSplit(),
-        r.finalLoss(), r.accuracy(), ACCURACY_BAR, r.accuracy() >= ACCURACY_BAR ? "met" : "NOT met", r.kernels(), r.chart().toAbsolutePath());
+        Double.isNaN(r.finalLoss()) ? "- (too few updates for a curve point)" : String.format(Locale.ROOT, "%.3f", r.finalLoss()),
+        r.accuracy(), ACCURACY_BAR, r.accuracy() >= ACCURACY_BAR ? "met" : "NOT met", r.kernels(), r.chart().toAbsolutePath());
   }
 }

@@ -74,13 +74,20 @@ public final class DemoTrainer implements Runnable {
     return new ParameterWithConfig(new Parameter(name, ElementType.FLOAT32, b), config);
   }
 
-  private synchronized void pull() {
+  /**
+   * Fetches the parameters, then copies them into the model under the lock. The fetch must not
+   * hold it: re-initializing a pserver that came back empty during the fetch calls {@link
+   * #current} from one of the client's threads, which would wait for the lock forever.
+   */
+  private void pull() {
     List<Parameter> ps = client.getParams(Mlp.NAMES);
-    for (int k = 0; k < 6; k++) {
-      FloatBuffer f = ps.get(k).content().duplicate().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
-      f.get(model.params[k]);
+    synchronized (this) {
+      for (int k = 0; k < 6; k++) {
+        FloatBuffer f = ps.get(k).content().duplicate().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
+        f.get(model.params[k]);
+      }
+      haveCopy = true;
     }
-    haveCopy = true;
   }
 
   @Override

@@ -19,6 +19,9 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -26,6 +29,10 @@ import org.pserver.ElementType;
 import org.pserver.client.InitSelector;
 import org.pserver.client.PServerClient;
 import org.pserver.client.PServerDirectory;
+import org.pserver.client.Partitioner;
+import org.pserver.proto.CheckpointMeta;
+import org.pserver.proto.CheckpointRequest;
+import org.pserver.proto.PServerGrpc;
 import org.pserver.demo.Demo;
 import org.pserver.rpc.DropReplies;
 import org.pserver.service.Gradient;
@@ -86,6 +93,100 @@ class ClusterFaultTest {
     assertEquals(List.of(), r.failures(), out);
     assertTrue(r.updates() > 100, out);
     assertTrue(r.accuracy() >= Demo.ACCURACY_BAR, "accuracy " + r.accuracy() + " < " + Demo.ACCURACY_BAR + "\n" + out);
+  }
+
+  /**
+   * Issue 6's "the trainers' retries do not double-apply" across a kill -9, made exact. The victim
+   * pserver applies every push and loses every reply (fault injection at 100%), so each trainer's
+   * first push is applied and then retried again and again. Once the victim has applied all of
+   * them, a Checkpoint RPC saves them (with the record of what was applied), the victim is killed
+   * with pushes in flight and restarted from that checkpoint without the fault; the retries reach
+   * the new process. Every push adds 1 to its own element of an integer counter (SGD, lr 1, a
+   * gradient of -1 at element = step), so each element must end exactly 1: 2 would be the
+   * checkpointed push applied again, 0 an acknowledged push lost.
+   */
+  @Test
+  void retriesOfPushesInACheckpointAreNotAppliedAgainAfterAKillAndRestart() throws Exception {
+    DaemonProcess steady = DaemonProcess.serve(LOGS, List.of(), args(0, "0"));
+    daemons.add(steady);
+    DaemonProcess victim = DaemonProcess.serve(LOGS, List.of("-D" + DropReplies.PROPERTY + "=1.0"), args(1, "0"));
+    daemons.add(victim);
+    List<String> addrs = List.of(steady.target(), victim.target());
+    int trainers = 3, steps = 15;
+    List<String> onVictim = new ArrayList<>(), onSteady = new ArrayList<>();
+    for (int i = 0; onVictim.size() < trainers || onSteady.size() < trainers; i++) {
+      String name = "count" + i;
+      List<String> to = Partitioner.partition(name, 2) == 1 ? onVictim : onSteady;
+      if (to.size() < trainers) {
+        to.add(name);
+      }
+    }
+    List<String> all = new ArrayList<>(onVictim);
+    all.addAll(onSteady);
+    try (PServerClient init = PServerClient.builder(PServerDirectory.of(addrs)).selector(InitSelector.fixed(true)).build()) {
+      assertTrue(init.beginInitParams());
+      for (String n : all) {
+        init.initParam(new ParameterWithConfig(new Parameter(n, ElementType.INT64, i64(new long[steps])), new byte[0]));
+      }
+      init.finishInitParams();
+    }
+
+    AtomicIntegerArray acknowledged = new AtomicIntegerArray(trainers);
+    ExecutorService pool = Executors.newFixedThreadPool(trainers);
+    try (PServerClient reader = PServerClient.builder(PServerDirectory.of(addrs)).build()) {
+      List<Future<?>> fs = new ArrayList<>();
+      for (int t = 0; t < trainers; t++) {
+        int trainer = t;
+        fs.add(pool.submit(() -> {
+          try (PServerClient c = client(addrs, false)) {
+            for (int s = 0; s < steps; s++) {
+              long[] g = new long[steps];
+              g[s] = -1;
+              c.sendGrads(List.of(new Gradient(onVictim.get(trainer), ElementType.INT64, i64(g)),
+                  new Gradient(onSteady.get(trainer), ElementType.INT64, i64(g))));
+              acknowledged.incrementAndGet(trainer);
+            }
+          }
+          return null;
+        }));
+      }
+      // Every trainer's first push applied by the victim, none acknowledged.
+      long until = System.nanoTime() + 60_000_000_000L;
+      while (!onVictim.stream().allMatch(n -> longs(reader.getParam(n))[0] == 1)) {
+        assertTrue(System.nanoTime() < until, "the victim did not apply the first pushes; log:\n" + victim.log());
+        Thread.sleep(20);
+      }
+      ManagedChannel ch = ManagedChannelBuilder.forTarget(victim.target()).usePlaintext().build();
+      CheckpointMeta meta;
+      try {
+        meta = PServerGrpc.newBlockingStub(ch).withDeadlineAfter(30, TimeUnit.SECONDS).checkpoint(CheckpointRequest.getDefaultInstance());
+      } finally {
+        ch.shutdownNow();
+      }
+      victim.kill();
+      for (int t = 0; t < trainers; t++) {
+        assertEquals(0, acknowledged.get(t), "trainer " + t + " had a push acknowledged by a pserver that drops every reply");
+      }
+      DaemonProcess back = DaemonProcess.serveOn(victim.port(), LOGS, List.of(), args(1, "0"));
+      daemons.add(back);
+      assertTrue(back.log().contains("recovered checkpoint " + meta.getUuid()), back.log());
+      for (Future<?> f : fs) {
+        f.get(120, TimeUnit.SECONDS);
+      }
+      long[] ones = new long[steps];
+      java.util.Arrays.fill(ones, 1);
+      for (String n : all) {
+        assertArrayEquals(ones, longs(reader.getParam(n)), n + (onVictim.contains(n) ? " (on the restarted pserver)" : ""));
+      }
+    } finally {
+      pool.shutdownNow();
+    }
+  }
+
+  private static long[] longs(Parameter p) {
+    long[] v = new long[p.content().remaining() / 8];
+    p.content().duplicate().order(ByteOrder.LITTLE_ENDIAN).asLongBuffer().get(v);
+    return v;
   }
 
   private static ByteBuffer i64(long... v) {

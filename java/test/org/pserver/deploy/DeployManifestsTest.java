@@ -44,8 +44,9 @@ import picocli.CommandLine;
  * strictly by the Kubernetes API's own models (a misspelt field, a wrong type or a missing
  * required field fails), and the properties the pserver relies on are checked: index from the pod
  * ordinal, a volume per pserver at the checkpoint path, gRPC probes on the plaintext health port,
- * a grace period longer than the shutdown grace, non-root, resources, and env vars that are real
- * {@code serve} flags.
+ * a grace period longer than the shutdown grace, non-root, resources, env vars that are real
+ * {@code serve} flags, and trainer args that the real {@code demo} command line accepts and that
+ * train against the cluster's pservers, writing on a writable mount.
  */
 class DeployManifestsTest {
   private static final Path ROOT = Path.of(System.getProperty("basedir", ".")).toAbsolutePath();
@@ -223,17 +224,36 @@ class DeployManifestsTest {
     assertFalse(container(base, "pserver").getEnv().stream().anyMatch(e -> e.getName().startsWith("PSERVER_TLS")), "the base is plaintext");
   }
 
+  /**
+   * The trainer Job's args, parsed by the real {@code pserver demo} command line (with its
+   * defaults): it trains against the cluster's pservers found through the same etcd (no pservers
+   * of its own, no static addresses), one trainer per pod, and writes its output on a writable
+   * mount, as the root file system is read-only.
+   */
   @Test
-  void theTrainerJobRunsTheDemoAgainstTheSameEtcd() {
+  void theTrainerJobRunsTheDemoAgainstTheClustersPservers() {
     V1Job job = one("trainer", V1Job.class, "trainer");
     assertEquals("Indexed", job.getSpec().getCompletionMode());
     V1PodSpec pod = job.getSpec().getTemplate().getSpec();
     V1Container c = container(pod, "trainer");
-    assertEquals("demo", c.getArgs().get(0));
-    int at = c.getArgs().indexOf("--etcd");
-    assertTrue(at > 0);
+    CommandLine.ParseResult parsed = new CommandLine(new Main()).parseArgs(c.getArgs().toArray(new String[0]));
+    assertTrue(parsed.hasSubcommand(), c.getArgs().toString());
+    CommandLine.Model.CommandSpec demo = parsed.subcommand().commandSpec();
+    assertEquals("demo", demo.name());
     V1Container ps = container(one("base", V1StatefulSet.class, "pserver").getSpec().getTemplate().getSpec(), "pserver");
-    assertEquals(env(ps, "PSERVER_ETCD_ENDPOINT").getValue(), c.getArgs().get(at + 1));
+    assertEquals(env(ps, "PSERVER_ETCD_ENDPOINT").getValue(), demo.findOption("--etcd").getValue());
+    assertEquals(Integer.valueOf(0), demo.findOption("--pservers").getValue(), "trainers only: the pservers are the StatefulSet's");
+    assertEquals(List.of(), demo.findOption("--pserver").getValue(), "pservers found through etcd");
+    assertEquals(Integer.valueOf(1), demo.findOption("--trainers").getValue(), "one trainer per pod");
+
+    Path out = (Path) demo.findOption("--out").getValue();
+    assertTrue(out.isAbsolute(), "--out " + out + " is relative to the image's read-only WORKDIR");
+    V1VolumeMount m = c.getVolumeMounts().stream().filter(v -> out.startsWith(v.getMountPath())).findFirst()
+        .orElseThrow(() -> new AssertionError("--out " + out + " is not on a mounted volume; the root file system is read-only"));
+    assertTrue(m.getReadOnly() == null || !m.getReadOnly(), m.getMountPath() + " is mounted read-only");
+    V1Volume v = pod.getVolumes().stream().filter(x -> x.getName().equals(m.getName())).findFirst().orElseThrow();
+    assertNotNull(v.getEmptyDir(), "--out on a scratch volume");
+
     assertEquals(ps.getImage(), c.getImage());
     assertHardened(pod, c);
   }
