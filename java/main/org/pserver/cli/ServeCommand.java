@@ -53,7 +53,7 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--port", defaultValue = "${env:PSERVER_PORT:-8001}", description = "gRPC port (default ${DEFAULT-VALUE}; 0 = any free port).")
   int port;
 
-  @Option(names = "--index", defaultValue = "${env:PSERVER_INDEX}", description = "pserver index; -1 = claim one in etcd. Default: 0 standalone, -1 with etcd.")
+  @Option(names = "--index", defaultValue = "${env:PSERVER_INDEX}", description = "pserver index. Standalone: default 0. With etcd: a given index is waited for as long as it is held; -1 (the default) prefers the indices the checkpoint path served, then the lowest free one.")
   Integer index;
 
   @Option(names = "--etcd-endpoint", defaultValue = "${env:PSERVER_ETCD_ENDPOINT}", description = "comma-separated etcd endpoints; empty = standalone (default).")
