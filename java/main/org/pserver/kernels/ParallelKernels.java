@@ -45,13 +45,17 @@ public final class ParallelKernels implements UpdateKernels {
 
   /**
    * The default threshold, in elements: below it the calling thread does the whole update. Chosen
-   * by measurement ({@code bench/parallel.sh}, results in {@code bench/results/parallel.md}) on the
-   * project's 2-core machine: float32 Adam and SGD on two threads against one, per-round medians,
-   * lost or tied up to 2 M elements (Adam 0.92 at 256 K, 0.96 at 2 M; SGD 0.70 to 0.95), where the
-   * working set still fits the 32 MiB L3, and won from 4 M elements on (Adam 1.09 at 4 M, 1.27 at
-   * 16 M, 1.15 at 64 M; SGD 1.05 to 1.10), where one core no longer saturates memory.
+   * by measurement ({@code bench/parallel.sh --full}; float32 Adam and SGD on two threads against
+   * one, per-round medians) on two 2-core machines. On a Zen 3 with AVX2 (results in {@code
+   * bench/results/zen3-avx2/parallel.md}) two threads won from 512 K elements on (Adam 1.67x,
+   * SGD 1.22x; at 1 M 1.72x and 1.37x, at 2 M 1.92x and 1.83x): there Adam is bound by its sqrt and
+   * division, and the working set leaves the 512 KiB L2 of one core. On a Zen 4 with AVX-512
+   * ({@code bench/results/parallel.md}) they tied from 1 M to 4 M elements (Adam 0.96 to 1.15x,
+   * SGD 0.94 to 1.05x) and won from 16 M on. At 1 M elements the split gains a lot where it gains
+   * and costs at most a few per cent where it does not; below, SGD lost on both (0.88x and 0.70x
+   * at 256 K).
    */
-  public static final int DEFAULT_MIN_ELEMENTS = 1 << 22;
+  public static final int DEFAULT_MIN_ELEMENTS = 1 << 20;
 
   private final UpdateKernels inner;
   private final int threads;
