@@ -136,15 +136,17 @@ class EtcdClientOwnershipTest {
 
     // The lease stays alive, so only the watch on /ps/0 can notice. The clock starts when the
     // delete is done (etcdctl has returned): starting a Go binary on a loaded 2-core machine can
-    // take most of a second by itself.
+    // take most of a second by itself. The loss is awaited in the listener's record, not by
+    // polling isOwner(): the pserver may re-register between two polls.
     etcd.etcdctl("del", "/ps/0");
-    Await.until(PROMPT, () -> !c.isOwner(), "the watch notices the delete");
+    Await.until(PROMPT, () -> events.events.contains("lost 0"), () -> "the watch notices the delete; events " + events);
     Await.until(RECOVERY, c::isOwner, () -> "re-registered; events " + events);
     assertEquals(lease, c.leaseId(), "the lease was alive: reused");
     assertEquals(lease, etcd.keys("/ps/0").get("/ps/0").lease());
 
     etcd.etcdctl("lease", "revoke", Long.toHexString(lease));
-    Await.until(PROMPT, () -> !c.isOwner(), "a revoked lease ends ownership");
+    Await.until(PROMPT, () -> events.events.stream().filter("lost 0"::equals).count() == 2,
+        () -> "a revoked lease ends ownership; events " + events);
     Await.until(RECOVERY, c::isOwner, () -> "re-registered on a new lease; events " + events);
     assertNotEquals(lease, c.leaseId());
     assertEquals(c.leaseId(), etcd.keys("/ps/0").get("/ps/0").lease());
