@@ -1,11 +1,6 @@
 package org.pserver.demo;
 
-import io.etcd.jetcd.ByteSequence;
-import io.etcd.jetcd.Client;
-import io.etcd.jetcd.KV;
-import io.etcd.jetcd.options.DeleteOption;
 import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -13,13 +8,14 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
-import java.util.concurrent.TimeUnit;
 import org.pserver.client.EtcdDirectory;
 import org.pserver.client.EtcdSelector;
 import org.pserver.client.InitSelector;
 import org.pserver.client.PServerClient;
 import org.pserver.client.PServerDirectory;
+import org.pserver.cluster.EtcdJob;
 import org.pserver.cluster.EtcdKeys;
+import org.pserver.cluster.EtcdSecurity;
 import org.pserver.kernels.Kernels;
 import org.pserver.proto.paddle.AdamConfig;
 import org.pserver.proto.paddle.ConstLrConfig;
@@ -107,7 +103,7 @@ public final class Demo {
    * (standalone, or registered in etcd), unless addresses of running ones are given or there are
    * none to start. Pservers it starts begin fresh: their checkpoint directories under {@code
    * outDir} are emptied, and with etcd the demo owns the job there, so it first deletes what an
-   * earlier job left (see {@link #clearEtcdJob}).
+   * earlier job left (see {@link EtcdJob#reset}).
    */
   public static Result run(Options o, PrintStream out) throws Exception {
     Files.createDirectories(o.outDir());
@@ -115,7 +111,7 @@ public final class Demo {
     List<String> addresses = new ArrayList<>(o.pserverAddresses());
     try {
       if (addresses.isEmpty() && o.etcd() && o.pservers() > 0) {
-        clearEtcdJob(o.etcdEndpoints());
+        EtcdJob.reset(o.etcdEndpoints(), Duration.ofSeconds(10), EtcdSecurity.NONE);
         out.printf(Locale.ROOT, "pserver demo: starting its own pservers, so it owns the job in etcd %s: deleted %s, %s* and %s left by earlier runs%n",
             o.etcdEndpoints(), EtcdKeys.PS_DESIRED, EtcdKeys.CHECKPOINT_PREFIX, EtcdKeys.INIT_DONE);
       }
@@ -144,32 +140,6 @@ public final class Demo {
         }
       }
     }
-  }
-
-  /**
-   * Deletes the job-wide keys an earlier job left in etcd: {@code /ps_desired} (its pserver
-   * count), {@code /checkpoints/*} (metadata of checkpoint files this run deletes; recovery refuses
-   * to start from metadata whose file is missing) and {@code /init_ps/done} (which would tell the
-   * trainers the fresh pservers are already initialized). Registrations ({@code /ps/<i>}) and lock
-   * keys are on leases and expire by themselves.
-   */
-  static void clearEtcdJob(String endpoints) throws Exception {
-    List<java.net.URI> uris = new ArrayList<>();
-    for (String e : endpoints.split(",")) {
-      if (!e.isBlank()) {
-        uris.add(java.net.URI.create(e.strip().contains("://") ? e.strip() : "http://" + e.strip()));
-      }
-    }
-    try (Client etcd = Client.builder().endpoints(uris.toArray(new java.net.URI[0])).connectTimeout(Duration.ofSeconds(5)).build()) {
-      KV kv = etcd.getKVClient();
-      kv.delete(bytes(EtcdKeys.PS_DESIRED)).get(10, TimeUnit.SECONDS);
-      kv.delete(bytes(EtcdKeys.CHECKPOINT_PREFIX), DeleteOption.builder().isPrefix(true).build()).get(10, TimeUnit.SECONDS);
-      kv.delete(bytes(EtcdKeys.INIT_DONE)).get(10, TimeUnit.SECONDS);
-    }
-  }
-
-  private static ByteSequence bytes(String s) {
-    return ByteSequence.from(s, StandardCharsets.UTF_8);
   }
 
   private static void deleteTree(Path p) throws java.io.IOException {
