@@ -77,7 +77,7 @@ final class FastPaths {
 
   /** The parameters to send, waiting for initialization within the call's deadline and cancellation. */
   private static List<WeightsSource> open(Service service, List<String> names) {
-    return PServerGrpcService.whileWaiting(cancelled -> service.openParams(names, PServerGrpcService.deadlineNanos(), cancelled));
+    return PServerGrpcService.whileWaiting(service, cancelled -> service.openParams(names, PServerGrpcService.deadlineNanos(), cancelled));
   }
 
   /** Applies a parsed push; true if it was a duplicate. */

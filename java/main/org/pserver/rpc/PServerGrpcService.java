@@ -113,14 +113,14 @@ final class PServerGrpcService implements PServerGrpc.AsyncService, BindableServ
 
   @Override
   public void getParam(GetParamRequest req, StreamObserver<org.pserver.proto.Parameter> out) {
-    call(out, () -> toProto(whileWaiting(cancelled -> service.getParams(List.of(req.getName()), deadlineNanos(), cancelled)).get(0)));
+    call(out, () -> toProto(whileWaiting(service, cancelled -> service.getParams(List.of(req.getName()), deadlineNanos(), cancelled)).get(0)));
   }
 
   @Override
   public void getParams(GetParamsRequest req, StreamObserver<GetParamsResponse> out) {
     call(out, () -> {
       GetParamsResponse.Builder b = GetParamsResponse.newBuilder();
-      for (Parameter p : whileWaiting(cancelled -> service.getParams(req.getNamesList(), deadlineNanos(), cancelled))) {
+      for (Parameter p : whileWaiting(service, cancelled -> service.getParams(req.getNamesList(), deadlineNanos(), cancelled))) {
         b.addParams(toProto(p));
       }
       return b.build();
@@ -217,9 +217,13 @@ final class PServerGrpcService implements PServerGrpc.AsyncService, BindableServ
   /**
    * Runs a read with a future that completes when the current call is cancelled (by the client,
    * its deadline, or the server's forced stop), for the service's wait for initialization to end
-   * on. The listener is removed afterwards, so a read that did not wait costs nothing later.
+   * on. The listener is removed afterwards, so a read that did not wait costs nothing later. Once
+   * {@code service} is initialized no read waits, and none of this is set up (null: never).
    */
-  static <T> T whileWaiting(Function<CompletionStage<?>, T> read) {
+  static <T> T whileWaiting(Service service, Function<CompletionStage<?>, T> read) {
+    if (service.isInitialized()) {
+      return read.apply(null);
+    }
     Context call = Context.current();
     CompletableFuture<Void> cancelled = new CompletableFuture<>();
     Context.CancellationListener listener = c -> cancelled.complete(null);
