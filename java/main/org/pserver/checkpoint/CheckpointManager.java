@@ -312,15 +312,24 @@ public final class CheckpointManager {
   /** Renamed checkpoint files of this index, newest first by the creation time in their headers. */
   private List<Candidate> files() {
     List<Candidate> out = new ArrayList<>();
+    for (Path p : paths()) {
+      out.add(new Candidate(p, created(p)));
+    }
+    out.sort(Comparator.comparingLong(Candidate::created).reversed().thenComparing(Candidate::path));
+    return out;
+  }
+
+  /** Renamed checkpoint files of this index, in no particular order. */
+  private List<Path> paths() {
+    List<Path> out = new ArrayList<>();
     if (!Files.isDirectory(dir)) {
       return out;
     }
     try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, index + "-*" + SUFFIX)) {
-      ds.forEach(p -> out.add(new Candidate(p, created(p))));
+      ds.forEach(out::add);
     } catch (IOException e) {
       LOG.warn("cannot list {}: {}", dir, e.toString());
     }
-    out.sort(Comparator.comparingLong(Candidate::created).reversed().thenComparing(Candidate::path));
     return out;
   }
 
@@ -338,8 +347,7 @@ public final class CheckpointManager {
       LOG.debug("pserver {}: no earlier checkpoint was in effect; deleting no older files", index);
       return;
     }
-    for (Candidate c : files()) {
-      Path p = c.path();
+    for (Path p : paths()) { // no order needed: everything but two goes
       if (p.equals(published) || p.equals(before)) {
         continue;
       }
